@@ -1,0 +1,97 @@
+"""The ``rental-fsm`` command: the composition root.
+
+``main`` reads the settings, configures logging and builds whatever the sub-command
+needs; nothing else in the package constructs clients. Heavy imports happen inside the
+sub-command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigurationError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNAVAILABLE = 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rental-fsm",
+        description="Run car- and scooter-sharing rentals as persisted state machines.",
+    )
+    parser.add_argument("--version", action="version", version=f"rental-fsm {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    diagram = commands.add_parser(
+        "diagram", help="write the state diagram generated from the transition table"
+    )
+    diagram.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    diagram.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    diagram.add_argument(
+        "--write-all", type=Path, metavar="DIR",
+        help="write rental.mmd, rental.dot and rental.svg into DIR",
+    )
+    diagram.add_argument(
+        "--check", type=Path, metavar="DIR",
+        help="exit 1 if the diagrams in DIR are not what the table generates",
+    )
+    diagram.set_defaults(handler=_diagram)
+
+    config = commands.add_parser("config", help="print the effective settings, secrets hidden")
+    config.set_defaults(handler=_config)
+    return parser
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from . import diagrams
+
+    try:
+        if args.check is not None:
+            problems = diagrams.check(args.check)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return EXIT_FAILURE if problems else EXIT_OK
+        if args.write_all is not None:
+            for path in diagrams.write_all(args.write_all):
+                print(f"wrote {path}")
+            return EXIT_OK
+        text = diagrams.render(args.format)
+    except diagrams.DiagramError as exc:
+        print(f"rental-fsm diagram: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import Settings
+
+    print(json.dumps(Settings.from_env().redacted(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help/--version and on usage errors
+        return int(exc.code or 0)
+    try:
+        return int(args.handler(args))
+    except ConfigurationError as exc:
+        print(f"rental-fsm: {exc}", file=sys.stderr)
+        return EXIT_CONFIG

@@ -40,8 +40,6 @@ from .model import (
 )
 
 __all__ = [
-    "MACHINE",
-    "TRANSITIONS",
     "ArmedTimer",
     "Clock",
     "ConfigurationError",
@@ -56,6 +54,7 @@ __all__ = [
     "GuardRejected",
     "InvalidInput",
     "InvalidTransition",
+    "MACHINE",
     "ManualClock",
     "OneAPIError",
     "OutcomeUnknown",
@@ -71,6 +70,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SystemClock",
+    "TRANSITIONS",
     "Timer",
     "TransitionError",
     "UnknownTrigger",

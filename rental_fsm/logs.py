@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "***"
@@ -48,10 +49,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"""(?i)(["']?(?:access_token|refresh_token|id_token|client_secret|password|"""
-            r"""secret|token|authorization)["']?\s*[:=]\s*["']?)([^"'&\s,}]+)"""
+            r"""secret|token|authorization)["']?\s*[:=]\s*["']?)(?!(?:Bearer|Basic)\s)"""
+            r"""([^"'&\s,}]+)"""
         ),
         r"\1" + REDACTED,
     ),
+    # JWTs (OneAPI access tokens start with "eyJ"), wherever they stand.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
     # user:password@host in URLs.
     (re.compile(r"(://[^:/@\s]+:)([^@/\s]+)(@)"), r"\1" + REDACTED + r"\3"),
 )
@@ -124,7 +128,10 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     tail: list[Processor] = [
-        structlog.processors.dict_tracebacks if as_json else structlog.processors.format_exc_info,
+        # No local variables in tracebacks: a local may hold a secret under any name.
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        if as_json
+        else structlog.processors.format_exc_info,
         redact_secrets,
     ]
     numeric = getattr(logging, level.upper())

@@ -43,6 +43,7 @@ translated at the adapter that meets them, with ``raise ... from exc`` to keep t
           +-- RateLimited                   429, transient, .retry_at
           +-- TelematicsUnitError           500 telematics-unit/error, transient
           +-- OneAPIServerError             other 5xx with a problem body, transient
+          +-- InvalidResponse               a 2xx whose body is not the expected JSON shape
 """
 
 from __future__ import annotations
@@ -314,3 +315,11 @@ class OneAPIServerError(OneAPIError):
     """Raised on any other 5xx that came with a problem body."""
 
     transient = True
+
+
+class InvalidResponse(OneAPIError):
+    """Raised when a successful response's body is not the JSON shape the API documents.
+
+    Raised instead of a ``KeyError`` or ``TypeError`` deep in the caller; the message names
+    the endpoint and what was wrong, never the body itself (it may hold personal data).
+    """

@@ -1,0 +1,357 @@
+"""The rental store seam: the ``RentalStore`` protocol, its value types and the Redis keys.
+
+A store keeps, per rental, the record, its append-only rental log (rental-log.md v1), the
+ids of events already applied, the outbox of effects still to run and the timers it holds.
+``commit`` changes all of them in one atomic step, so a crash can never leave a state
+without its log entry, its effects or its timers. Two implementations pass one contract
+suite (tests/store): ``InMemoryRentalStore`` and ``RedisRentalStore``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Protocol, TextIO
+
+from ..config import DEFAULT_NAMESPACE
+from ..errors import InvalidInput
+from ..model import Effect, Rental, parse_time
+
+#: rental-log.md: the format version the store stamps on every entry.
+LOG_FORMAT_VERSION = 1
+#: rental-log.md: the kinds a log entry may have.
+LOG_KINDS = frozenset({"request", "event", "call", "clock", "timer", "transition"})
+#: Fields the store owns on every log entry; a caller's values for them are replaced.
+STORE_LOG_FIELDS = ("v", "seq", "rental_id")
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class CommitOutcome(str, Enum):
+    """What ``commit`` did: wrote everything, or nothing because the event was seen."""
+
+    APPLIED = "applied"
+    #: The commit's event id was already applied to this rental; nothing was written.
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Everything one transition writes, checked and applied as a unit.
+
+    Timers are not listed separately: ``rental.timers`` is the truth, and the store makes
+    the timer queue match it (arming new tokens, removing cancelled or superseded ones).
+    That is exactly ``Decision.armed``/``cancelled`` after ``Decision.apply``, and it can
+    never disagree with the record.
+    """
+
+    #: The rental as it is after the transition; its version is ``expected_version + 1``.
+    rental: Rental
+    #: The version the caller loaded; the commit fails with VersionConflict otherwise.
+    expected_version: int
+    #: Id of the event (bus message, timer, request) that caused it; None = no dedupe.
+    event_id: str | None = None
+    effects: tuple[Effect, ...] = ()
+    #: rental-log.md entries without ``v``/``seq``/``rental_id`` (the store sets those).
+    log_entries: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.rental.version != self.expected_version + 1:
+            raise InvalidInput(
+                "rental.version",
+                f"must be expected_version + 1 = {self.expected_version + 1}, "
+                f"got {self.rental.version}",
+            )
+        if self.event_id == "":
+            raise InvalidInput("event_id", "must be None or a non-empty string")
+        for entry in self.log_entries:
+            check_log_entry(entry)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One effect waiting to run. ``effect_id`` is stable across redeliveries, so the
+    effect runner can use it as the idempotency key of the outgoing call."""
+
+    effect_id: str
+    rental_id: str
+    version: int
+    index: int
+    effect: Effect
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "effect_id": self.effect_id,
+            "rental_id": self.rental_id,
+            "version": self.version,
+            "index": self.index,
+            "effect": self.effect.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutboxEntry:
+        return cls(
+            effect_id=str(data["effect_id"]),
+            rental_id=str(data["rental_id"]),
+            version=int(data["version"]),
+            index=int(data["index"]),
+            effect=Effect(data["effect"]),
+        )
+
+
+def effect_id(rental_id: str, version: int, index: int) -> str:
+    """The outbox id of the ``index``-th effect of the commit that made ``version``."""
+    return f"{rental_id}:{version}:{index}"
+
+
+def outbox_entries(rental: Rental, effects: Sequence[Effect]) -> list[OutboxEntry]:
+    """The outbox entries one commit of ``rental`` adds."""
+    return [
+        OutboxEntry(effect_id(rental.rental_id, rental.version, i), rental.rental_id,
+                    rental.version, i, effect)
+        for i, effect in enumerate(effects)
+    ]
+
+
+def check_log_entry(entry: Mapping[str, Any]) -> None:
+    """Reject an entry replay could not read: unknown ``kind`` or a bad ``at``."""
+    if entry.get("kind") not in LOG_KINDS:
+        raise InvalidInput("log_entries.kind", f"unknown kind {entry.get('kind')!r}")
+    try:
+        parse_time(entry.get("at"))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidInput("log_entries.at", str(exc)) from None
+
+
+def log_entry_tail(rental_id: str, entry: Mapping[str, Any]) -> str:
+    """The entry as JSON without ``v`` and ``seq`` and without the opening brace.
+
+    The store completes it as ``{"v":1,"seq":N,`` + tail once it knows ``N``; that keeps
+    the Redis script free of JSON re-encoding (cjson would reorder keys and escape ``/``).
+    """
+    body = {"rental_id": rental_id}
+    body.update((k, v) for k, v in entry.items() if k not in STORE_LOG_FIELDS)
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]
+
+
+def complete_log_line(seq: int, tail: str) -> str:
+    """The stored JSON line of a log entry (see ``log_entry_tail``)."""
+    return f'{{"v":{LOG_FORMAT_VERSION},"seq":{seq},{tail}'
+
+
+def write_jsonl(lines: Iterable[Mapping[str, Any]], stream: TextIO) -> int:
+    """Write entries as JSON Lines; return how many were written."""
+    count = 0
+    for entry in lines:
+        stream.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+class Keys:
+    """Every Redis key rental_fsm uses, built under one namespace (the only place).
+
+    Layout (``{ns}`` is the namespace in braces, which is the Redis Cluster hash tag)::
+
+        {ns}:rental:<rental_id>            string  the record, JSON of Rental.to_dict()
+        {ns}:log:<rental_id>               list    rental-log.md v1 lines, seq = index + 1
+        {ns}:applied:<rental_id>           set     event ids already committed
+        {ns}:outbox:<rental_id>            hash    effect_id -> OutboxEntry JSON
+        {ns}:rental-timers:<rental_id>     hash    timer name -> timer-queue member
+        {ns}:outbox-pending                set     rental ids with a non-empty outbox
+        {ns}:timers                        zset    member -> due epoch ms
+        {ns}:vehicle-active:<vehicle_id>   string  the vehicle's active rental id
+        {ns}:customer-active:<customer_id> string  the customer's active rental id
+        {ns}:vstate:<vehicle_id>           hash    property -> {"timestamp","value"} JSON
+        {ns}:vstate-ts:<vehicle_id>        hash    property -> timestamp, epoch µs
+        {ns}:caps:<vehicle_id>             string  capabilities JSON
+
+    **Slots.** One commit must touch the rental's keys *and* the vehicle and customer
+    indexes *and* the timer queue, so in Redis Cluster they must hash to one slot. A
+    per-rental tag cannot give that (the vehicle index is shared by many rentals), so the
+    tag is the whole namespace: every key of a namespace lives in one slot, on one node.
+    That is a deliberate trade: a single Redis primary handles ~100k simple commands/s,
+    far more than rental transitions need, and exactly-once needs no cross-slot
+    protocol. To spread load over a cluster, run several namespaces (per city or tenant);
+    each is its own slot and its own worker fleet.
+    """
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not _NAMESPACE_RE.match(namespace):
+            raise InvalidInput("namespace", f"must match {_NAMESPACE_RE.pattern}")
+        self.namespace = namespace
+        #: The Redis Cluster hash tag shared by every key below.
+        self.tag = "{" + namespace + "}"
+
+    def _key(self, kind: str, ident: str | None = None) -> str:
+        return f"{self.tag}:{kind}" if ident is None else f"{self.tag}:{kind}:{ident}"
+
+    def rental(self, rental_id: str) -> str:
+        return self._key("rental", rental_id)
+
+    def log(self, rental_id: str) -> str:
+        return self._key("log", rental_id)
+
+    def applied(self, rental_id: str) -> str:
+        return self._key("applied", rental_id)
+
+    def outbox(self, rental_id: str) -> str:
+        return self._key("outbox", rental_id)
+
+    def rental_timers(self, rental_id: str) -> str:
+        return self._key("rental-timers", rental_id)
+
+    @property
+    def outbox_pending(self) -> str:
+        return self._key("outbox-pending")
+
+    @property
+    def timers(self) -> str:
+        return self._key("timers")
+
+    def vehicle_active(self, vehicle_id: str) -> str:
+        return self._key("vehicle-active", vehicle_id)
+
+    def customer_active(self, customer_id: str) -> str:
+        return self._key("customer-active", customer_id)
+
+    def vehicle_state(self, vehicle_id: str) -> str:
+        return self._key("vstate", vehicle_id)
+
+    def vehicle_state_ts(self, vehicle_id: str) -> str:
+        return self._key("vstate-ts", vehicle_id)
+
+    def capabilities(self, vehicle_id: str) -> str:
+        return self._key("caps", vehicle_id)
+
+    def commit_keys(self, rental: Rental) -> list[str]:
+        """The keys one commit touches, in the order the commit script takes them."""
+        rid = rental.rental_id
+        return [
+            self.rental(rid),
+            self.log(rid),
+            self.applied(rid),
+            self.outbox(rid),
+            self.outbox_pending,
+            self.timers,
+            self.rental_timers(rid),
+            self.vehicle_active(rental.vehicle_id),
+            self.customer_active(rental.customer_id),
+        ]
+
+    def retained_keys(self, rental_id: str) -> list[str]:
+        """The keys that expire with an ended rental."""
+        return [
+            self.rental(rental_id),
+            self.log(rental_id),
+            self.applied(rental_id),
+            self.outbox(rental_id),
+            self.rental_timers(rental_id),
+        ]
+
+
+class RentalStore(Protocol):
+    """Persistence of rentals; every method is safe to call from many threads/processes."""
+
+    def create(self, rental: Rental, log_entries: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Store a new rental (and its first log entries). Raises RentalExists, and
+        VehicleBusy/CustomerBusy if it is created active on a busy vehicle/customer."""
+        ...
+
+    def get(self, rental_id: str) -> Rental:
+        """The stored rental. Raises RentalNotFound, or CorruptRecord (record untouched)."""
+        ...
+
+    def commit(self, commit: Commit) -> CommitOutcome:
+        """Atomically: dedupe the event id, compare-and-set the version, write the record,
+        update the vehicle/customer indexes, sync the timers, append effects to the outbox
+        and entries to the log. All or nothing.
+
+        Returns DUPLICATE (nothing written) when ``event_id`` was already applied.
+        Raises VersionConflict, RentalNotFound, CorruptRecord, VehicleBusy, CustomerBusy.
+        """
+        ...
+
+    def was_applied(self, rental_id: str, event_id: str) -> bool:
+        """Cheap pre-check for redelivered events; ``commit`` re-checks atomically."""
+        ...
+
+    def append_log(
+        self,
+        rental_id: str,
+        entries: Sequence[Mapping[str, Any]],
+        *,
+        expected_version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Append entries without a state change (e.g. a rejected request), atomically,
+        optionally only if the rental is still at ``expected_version``. Returns the
+        entries as stored (with ``v``, ``seq``, ``rental_id``)."""
+        ...
+
+    def log(self, rental_id: str) -> list[dict[str, Any]]:
+        """The rental's log entries in ``seq`` order (empty if none)."""
+        ...
+
+    def export_jsonl(self, rental_ids: Iterable[str], stream: TextIO) -> int:
+        """Write the logs of ``rental_ids`` as JSON Lines; return the number of lines."""
+        ...
+
+    def pending_effects(self, rental_id: str) -> list[OutboxEntry]:
+        """Effects committed but not completed, in commit order."""
+        ...
+
+    def complete_effect(self, rental_id: str, effect_id: str) -> bool:
+        """Remove an effect from the outbox; False if it was not there (harmless)."""
+        ...
+
+    def rentals_with_pending_effects(self) -> set[str]:
+        """Rental ids whose outbox is not empty, for the sweeper."""
+        ...
+
+    def expires_in(self, rental_id: str) -> timedelta | None:
+        """Time left before an ended rental is deleted; None while it never expires."""
+        ...
+
+    def merge_vehicle_state(
+        self, vehicle_id: str, properties: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Merge OneAPI state properties one by one, keeping each property's newest
+        ``timestamp`` (an equal or older one never replaces it). Returns the merged state.
+        Raises InvalidInput on a property without a valid RFC 3339 ``timestamp``."""
+        ...
+
+    def vehicle_state(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
+        """The latest merged state (empty if none)."""
+        ...
+
+    def set_capabilities(self, vehicle_id: str, capabilities: Mapping[str, Any]) -> None:
+        """Store the vehicle's capabilities (``commands`` and ``vehicle_state`` lists)."""
+        ...
+
+    def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
+        """The stored capabilities, or None if never set."""
+        ...
+
+
+def timestamp_us(name: str, prop: Mapping[str, Any]) -> int:
+    """A vehicle-state property's timestamp in epoch microseconds (exact in a double)."""
+    if not isinstance(prop, Mapping) or "timestamp" not in prop:
+        raise InvalidInput(f"properties.{name}", "must be {timestamp, value}")
+    try:
+        when = parse_time(prop["timestamp"])
+    except ValueError as exc:
+        raise InvalidInput(f"properties.{name}.timestamp", str(exc)) from None
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def retention_ms(retention: timedelta) -> int:
+    ms = retention // timedelta(milliseconds=1)
+    if ms <= 0:
+        raise InvalidInput("retention", "must be positive")
+    return ms
+

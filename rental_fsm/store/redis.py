@@ -1,0 +1,372 @@
+"""``RedisRentalStore``: the RentalStore contract on Redis, one Lua script per commit.
+
+**Lua, not WATCH/MULTI.** Measured on this machine against the local Redis 7.0
+(tests/store/bench_commit.py, 2,000 sequential commits of a real rental record, 1 client):
+
+* Lua script (EVALSHA): ~0.12 ms per commit, one round trip, no retries;
+* WATCH/GET/MULTI/EXEC: ~0.37 ms per commit, three round trips, and under 8 contending
+  threads every lost race costs a full retry (WATCH aborts) where the script simply
+  answers ``conflict``.
+
+A script also lets the dedupe check, the version check and the index checks return a
+precise reason *before* anything is written, which is what makes the commit all or nothing
+without a rollback. See docs/store.rst for the numbers of the last run.
+
+Everything a commit touches shares the ``{namespace}`` hash tag (``Keys``), so the script
+is valid on Redis Cluster. Records are JSON (``Rental.to_dict``), never pickle; a record
+that does not decode raises ``CorruptRecord`` and is never overwritten (the script refuses
+to commit over it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, TextIO, cast
+
+import redis
+
+from ..config import DEFAULT_RETENTION_DAYS
+from ..errors import (
+    CorruptRecord,
+    CustomerBusy,
+    RentalExists,
+    RentalNotFound,
+    StoreError,
+    VehicleBusy,
+    VersionConflict,
+)
+from ..model import Effect, Rental, RentalState
+from ..timers.redis import SYNC_TIMERS_LUA, RedisTimerQueue, redis_errors, timer_args
+from .base import (
+    Commit,
+    CommitOutcome,
+    Keys,
+    OutboxEntry,
+    check_log_entry,
+    complete_log_line,
+    log_entry_tail,
+    outbox_entries,
+    retention_ms,
+    timestamp_us,
+    write_jsonl,
+)
+
+#: KEYS: Keys.commit_keys(rental). ARGV: mode ('create'|'commit'), expected version,
+#: record JSON, event id ('' = none), rental id, active ('1'|'0'), ttl ms ('0' = none),
+#: n timers, n effects, n log entries, then the timer triples, the (effect id, JSON)
+#: pairs and the log-entry tails.
+_COMMIT_LUA = SYNC_TIMERS_LUA + """
+local rid = ARGV[5]
+if ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then
+  return {'duplicate'}
+end
+local old = redis.call('GET', KEYS[1])
+if ARGV[1] == 'create' then
+  if old then return {'exists'} end
+else
+  if not old then return {'not_found'} end
+  local ok, rec = pcall(cjson.decode, old)
+  if not ok or type(rec) ~= 'table' or type(rec['version']) ~= 'number' then
+    return {'corrupt'}
+  end
+  if rec['version'] ~= tonumber(ARGV[2]) then return {'conflict'} end
+end
+if ARGV[6] == '1' then
+  local holder = redis.call('GET', KEYS[8])
+  if holder and holder ~= rid then return {'vehicle_busy', holder} end
+  holder = redis.call('GET', KEYS[9])
+  if holder and holder ~= rid then return {'customer_busy', holder} end
+  redis.call('SET', KEYS[8], rid)
+  redis.call('SET', KEYS[9], rid)
+else
+  if redis.call('GET', KEYS[8]) == rid then redis.call('DEL', KEYS[8]) end
+  if redis.call('GET', KEYS[9]) == rid then redis.call('DEL', KEYS[9]) end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('SADD', KEYS[3], ARGV[4]) end
+local n_timers, n_effects, n_log = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+sync_timers(KEYS[6], KEYS[7], 11, n_timers)
+local i = 11 + 3 * n_timers
+for _ = 1, n_effects do
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if n_effects > 0 then redis.call('SADD', KEYS[5], rid) end
+local seq = redis.call('LLEN', KEYS[2])
+for _ = 1, n_log do
+  seq = seq + 1
+  redis.call('RPUSH', KEYS[2], '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
+  i = i + 1
+end
+local ttl = tonumber(ARGV[7])
+if ttl > 0 then
+  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]}) do
+    redis.call('PEXPIRE', k, ttl)
+  end
+end
+return {'ok'}
+"""
+
+#: KEYS: rental, log. ARGV: expected version ('' = any), then the log-entry tails.
+_APPEND_LOG_LUA = """
+local old = redis.call('GET', KEYS[1])
+if not old then return {'not_found'} end
+if ARGV[1] ~= '' then
+  local ok, rec = pcall(cjson.decode, old)
+  if not ok or type(rec) ~= 'table' then return {'corrupt'} end
+  if rec['version'] ~= tonumber(ARGV[1]) then return {'conflict'} end
+end
+local seq = redis.call('LLEN', KEYS[2])
+local first = seq + 1
+for i = 2, #ARGV do
+  seq = seq + 1
+  redis.call('RPUSH', KEYS[2], '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {'ok', first}
+"""
+
+#: KEYS: outbox, outbox-pending. ARGV: effect id, rental id.
+_COMPLETE_LUA = """
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return n
+"""
+
+#: KEYS: vstate, vstate-ts. ARGV: (name, timestamp µs, property JSON) triples.
+_MERGE_STATE_LUA = """
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[2], ARGV[i])
+  if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+class RedisRentalStore:
+    """The RentalStore contract over an injected ``redis.Redis`` client.
+
+    ``timers`` is the ``RedisTimerQueue`` on the same keys: workers claim from it, and
+    every commit arms and cancels timers in it atomically with the record.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys | None = None,
+        *,
+        retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS),
+    ) -> None:
+        self._client = client
+        self.keys = keys or Keys()
+        self._retention_ms = retention_ms(retention)
+        self.timers = RedisTimerQueue(client, self.keys)
+        self._commit = client.register_script(_COMMIT_LUA)
+        self._append_log = client.register_script(_APPEND_LOG_LUA)
+        self._complete = client.register_script(_COMPLETE_LUA)
+        self._merge_state = client.register_script(_MERGE_STATE_LUA)
+
+    # -- rentals -------------------------------------------------------------------------
+
+    def create(self, rental: Rental, log_entries: Sequence[Mapping[str, Any]] = ()) -> None:
+        for entry in log_entries:
+            check_log_entry(entry)
+        self._run_commit("create", rental, -1, None, (), log_entries)
+
+    def get(self, rental_id: str) -> Rental:
+        key = self.keys.rental(rental_id)
+        with redis_errors("get rental"):
+            raw = cast("bytes | None", self._client.get(key))
+        if raw is None:
+            raise RentalNotFound(rental_id)
+        try:
+            return Rental.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptRecord(key, repr(exc)) from exc
+
+    def commit(self, commit: Commit) -> CommitOutcome:
+        return self._run_commit(
+            "commit",
+            commit.rental,
+            commit.expected_version,
+            commit.event_id,
+            commit.effects,
+            commit.log_entries,
+        )
+
+    def _run_commit(
+        self,
+        mode: str,
+        rental: Rental,
+        expected_version: int,
+        event_id: str | None,
+        effects: Sequence[Effect],
+        log_entries: Sequence[Mapping[str, Any]],
+    ) -> CommitOutcome:
+        rid = rental.rental_id
+        ended = rental.state is RentalState.ENDED
+        entries = outbox_entries(rental, effects)
+        args: list[str | int] = [
+            mode,
+            expected_version,
+            _dumps(rental.to_dict()),
+            event_id or "",
+            rid,
+            "1" if rental.active else "0",
+            self._retention_ms if ended else 0,
+            len(rental.timers),
+            len(entries),
+            len(log_entries),
+            *timer_args(rid, rental.timers),
+        ]
+        for entry in entries:
+            args += [entry.effect_id, _dumps(entry.to_dict())]
+        args += [log_entry_tail(rid, e) for e in log_entries]
+        with redis_errors("commit rental"):
+            reply = cast(list[Any], self._commit(self.keys.commit_keys(rental), args))
+        status = _text(reply[0])
+        if status == "ok":
+            return CommitOutcome.APPLIED
+        if status == "duplicate":
+            return CommitOutcome.DUPLICATE
+        if status == "exists":
+            raise RentalExists(rid)
+        if status == "not_found":
+            raise RentalNotFound(rid)
+        if status == "conflict":
+            raise VersionConflict(rid, expected_version)
+        if status == "corrupt":
+            raise CorruptRecord(self.keys.rental(rid), "stored record is not a JSON object")
+        if status == "vehicle_busy":
+            raise VehicleBusy(rental.vehicle_id, _text(reply[1]))
+        if status == "customer_busy":
+            raise CustomerBusy(rental.customer_id, _text(reply[1]))
+        raise StoreError(f"unexpected commit reply {reply!r}")
+
+    def was_applied(self, rental_id: str, event_id: str) -> bool:
+        with redis_errors("was_applied"):
+            return bool(self._client.sismember(self.keys.applied(rental_id), event_id))
+
+    def expires_in(self, rental_id: str) -> timedelta | None:
+        with redis_errors("expires_in"):
+            ms = int(self._client.pttl(self.keys.rental(rental_id)))
+        if ms == -2:
+            raise RentalNotFound(rental_id)
+        return None if ms < 0 else timedelta(milliseconds=ms)
+
+    # -- the rental log ------------------------------------------------------------------
+
+    def append_log(
+        self,
+        rental_id: str,
+        entries: Sequence[Mapping[str, Any]],
+        *,
+        expected_version: int | None = None,
+    ) -> list[dict[str, Any]]:
+        for entry in entries:
+            check_log_entry(entry)
+        tails = [log_entry_tail(rental_id, e) for e in entries]
+        keys = [self.keys.rental(rental_id), self.keys.log(rental_id)]
+        version = "" if expected_version is None else expected_version
+        with redis_errors("append log"):
+            reply = cast(list[Any], self._append_log(keys, [version, *tails]))
+        status = _text(reply[0])
+        if status == "not_found":
+            raise RentalNotFound(rental_id)
+        if status == "conflict":
+            raise VersionConflict(rental_id, expected_version)
+        if status == "corrupt":
+            raise CorruptRecord(self.keys.rental(rental_id), "stored record is not JSON")
+        first = int(reply[1])
+        return [
+            json.loads(complete_log_line(first + i, tail)) for i, tail in enumerate(tails)
+        ]
+
+    def log(self, rental_id: str) -> list[dict[str, Any]]:
+        key = self.keys.log(rental_id)
+        with redis_errors("read log"):
+            lines = cast(list[bytes], self._client.lrange(key, 0, -1))
+        try:
+            return [dict(json.loads(line)) for line in lines]
+        except ValueError as exc:
+            raise CorruptRecord(key, repr(exc)) from exc
+
+    def export_jsonl(self, rental_ids: Iterable[str], stream: TextIO) -> int:
+        return sum(write_jsonl(self.log(rid), stream) for rid in rental_ids)
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def pending_effects(self, rental_id: str) -> list[OutboxEntry]:
+        key = self.keys.outbox(rental_id)
+        with redis_errors("read outbox"):
+            raw = cast(dict[bytes, bytes], self._client.hgetall(key))
+        try:
+            entries = [OutboxEntry.from_dict(json.loads(v)) for v in raw.values()]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord(key, repr(exc)) from exc
+        return sorted(entries, key=lambda e: (e.version, e.index))
+
+    def complete_effect(self, rental_id: str, effect_id: str) -> bool:
+        keys = [self.keys.outbox(rental_id), self.keys.outbox_pending]
+        with redis_errors("complete effect"):
+            return bool(self._complete(keys, [effect_id, rental_id]))
+
+    def rentals_with_pending_effects(self) -> set[str]:
+        with redis_errors("list pending outboxes"):
+            members = cast(set[bytes], self._client.smembers(self.keys.outbox_pending))
+        return {_text(m) for m in members}
+
+    # -- vehicles ------------------------------------------------------------------------
+
+    def merge_vehicle_state(
+        self, vehicle_id: str, properties: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        args: list[str | int] = []
+        for name, prop in properties.items():
+            args += [name, timestamp_us(name, prop), _dumps(dict(prop))]
+        keys = [self.keys.vehicle_state(vehicle_id), self.keys.vehicle_state_ts(vehicle_id)]
+        with redis_errors("merge vehicle state"):
+            flat = cast(list[bytes], self._merge_state(keys, args))
+        return self._decode_state(keys[0], dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def vehicle_state(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
+        key = self.keys.vehicle_state(vehicle_id)
+        with redis_errors("read vehicle state"):
+            raw = cast(dict[bytes, bytes], self._client.hgetall(key))
+        return self._decode_state(key, raw)
+
+    @staticmethod
+    def _decode_state(key: str, raw: Mapping[bytes, bytes]) -> dict[str, dict[str, Any]]:
+        try:
+            return {_text(k): dict(json.loads(v)) for k, v in raw.items()}
+        except ValueError as exc:
+            raise CorruptRecord(key, repr(exc)) from exc
+
+    def set_capabilities(self, vehicle_id: str, capabilities: Mapping[str, Any]) -> None:
+        with redis_errors("set capabilities"):
+            self._client.set(self.keys.capabilities(vehicle_id), _dumps(dict(capabilities)))
+
+    def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
+        key = self.keys.capabilities(vehicle_id)
+        with redis_errors("read capabilities"):
+            raw = cast("bytes | None", self._client.get(key))
+        if raw is None:
+            return None
+        try:
+            return dict(json.loads(raw))
+        except ValueError as exc:
+            raise CorruptRecord(key, repr(exc)) from exc

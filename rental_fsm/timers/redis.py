@@ -1,0 +1,146 @@
+"""``RedisTimerQueue``: timers in one sorted set scored by due epoch ms.
+
+Keys (see ``store.base.Keys``): ``{ns}:timers`` is the zset, member = JSON
+``[rental_id, timer, token]``; ``{ns}:rental-timers:<rental_id>`` maps each armed timer of
+a rental to its member, so cancelling or re-arming finds the old member without a scan.
+The store's commit script runs the same ``SYNC_TIMERS_LUA`` on the same keys, so timers
+change atomically with the rental record.
+
+``claim_due`` is one Lua script (ZRANGEBYSCORE + ZREM), so each due timer goes to exactly
+one caller with one round trip per batch. The member of a claimed timer stays in the
+rental's map until a transition cancels it: re-scheduling the same token is a no-op, so a
+token can never fire twice.
+
+This module (with ``store/redis.py``) is the only importer of ``redis``;
+``redis_errors`` translates its exceptions for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import redis
+
+from ..errors import StoreError, StoreUnavailable
+from ..model import ArmedTimer, Timer
+from ..store.base import Keys
+from .base import DueTimer, member, parse_member, to_ms
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Translate redis exceptions into ours; no ``redis.*`` error leaves the adapters."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"{what}: Redis unreachable: {exc}") from exc
+    except redis.RedisError as exc:
+        raise StoreError(f"{what}: Redis error: {exc}") from exc
+
+
+#: Lua fragment: make the rental's timers exactly the (name, member, score) triples in
+#: ARGV[first .. first + 3*n - 1]. Expects KEYS[zset_i] (zset) and KEYS[map_i] (hash).
+SYNC_TIMERS_LUA = """
+local function sync_timers(zset, map, first, n)
+  local wanted = {}
+  local i = first
+  for _ = 1, n do
+    local name, m, score = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    wanted[name] = true
+    local cur = redis.call('HGET', map, name)
+    if cur ~= m then
+      if cur then redis.call('ZREM', zset, cur) end
+      redis.call('ZADD', zset, score, m)
+      redis.call('HSET', map, name, m)
+    end
+  end
+  local all = redis.call('HGETALL', map)
+  for j = 1, #all, 2 do
+    if not wanted[all[j]] then
+      redis.call('ZREM', zset, all[j + 1])
+      redis.call('HDEL', map, all[j])
+    end
+  end
+end
+"""
+
+_SCHEDULE_LUA = """
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur == ARGV[2] then return 0 end
+if cur then redis.call('ZREM', KEYS[1], cur) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+_CANCEL_LUA = """
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return 0 end
+redis.call('ZREM', KEYS[1], cur)
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+_SYNC_LUA = SYNC_TIMERS_LUA + "\nsync_timers(KEYS[1], KEYS[2], 2, tonumber(ARGV[1]))\nreturn 1\n"
+
+_CLAIM_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+                       'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #due, 2 do redis.call('ZREM', KEYS[1], due[i]) end
+return due
+"""
+
+
+def timer_args(rental_id: str, timers: Mapping[Timer, ArmedTimer]) -> list[str | int]:
+    """ARGV triples for ``SYNC_TIMERS_LUA``."""
+    args: list[str | int] = []
+    for timer, armed in sorted(timers.items()):
+        args += [timer.value, member(rental_id, timer, armed.token), to_ms(armed.due_at)]
+    return args
+
+
+class RedisTimerQueue:
+    """The TimerQueue contract on Redis; shares ``Keys`` with ``RedisRentalStore``."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self._client = client
+        self.keys = keys or Keys()
+        self._schedule = client.register_script(_SCHEDULE_LUA)
+        self._cancel = client.register_script(_CANCEL_LUA)
+        self._sync = client.register_script(_SYNC_LUA)
+        self._claim = client.register_script(_CLAIM_LUA)
+
+    def schedule(self, rental_id: str, timer: Timer, token: str, due_at: datetime) -> None:
+        keys = [self.keys.timers, self.keys.rental_timers(rental_id)]
+        with redis_errors("schedule timer"):
+            self._schedule(keys, [timer.value, member(rental_id, timer, token), to_ms(due_at)])
+
+    def cancel(self, rental_id: str, timer: Timer) -> None:
+        keys = [self.keys.timers, self.keys.rental_timers(rental_id)]
+        with redis_errors("cancel timer"):
+            self._cancel(keys, [timer.value])
+
+    def sync_rental(self, rental_id: str, timers: Mapping[Timer, ArmedTimer]) -> None:
+        keys = [self.keys.timers, self.keys.rental_timers(rental_id)]
+        with redis_errors("sync timers"):
+            self._sync(keys, [len(timers), *timer_args(rental_id, timers)])
+
+    def claim_due(self, now: datetime, limit: int = 100) -> list[DueTimer]:
+        with redis_errors("claim timers"):
+            flat = cast(list[Any], self._claim([self.keys.timers], [to_ms(now), limit]))
+        return [
+            parse_member(_text(flat[i]), int(float(flat[i + 1])))
+            for i in range(0, len(flat), 2)
+        ]
+
+    def pending(self) -> int:
+        with redis_errors("count timers"):
+            return int(self._client.zcard(self.keys.timers))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,85 @@
+"""Redis-only properties of the store: cluster slots, error translation, raw keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.retry import Retry
+from store_helpers import T0, new_rental, step
+
+from rental_fsm.errors import StoreUnavailable
+from rental_fsm.model import Rental
+from rental_fsm.store import Keys
+from rental_fsm.store.redis import RedisRentalStore
+from rental_fsm.timers.base import DueTimer
+from rental_fsm.timers.redis import RedisTimerQueue
+
+
+def _tag(key: str) -> str:
+    return key[key.index("{") + 1 : key.index("}")]
+
+
+def test_every_key_of_one_commit_shares_one_cluster_slot() -> None:
+    keys = Keys("prod-eu")
+    rental = new_rental()
+    commit_keys = keys.commit_keys(rental)
+    assert len(set(commit_keys)) == 9
+    assert {_tag(k) for k in commit_keys} == {"prod-eu"}
+    assert len({key_slot(k.encode()) for k in commit_keys}) == 1
+    others = [keys.vehicle_state("V"), keys.vehicle_state_ts("V"), keys.capabilities("V"),
+              keys.outbox_pending, keys.timers, *keys.retained_keys("R")]
+    assert {key_slot(k.encode()) for k in others} == {key_slot(commit_keys[0].encode())}
+
+
+def test_namespaces_are_validated() -> None:
+    with pytest.raises(ValueError):
+        Keys("has{brace}")
+
+
+def test_unreachable_redis_raises_store_unavailable() -> None:
+    # No client-side retries, so the test does not wait out redis-py's backoff.
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
+                         socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    store = RedisRentalStore(client, Keys("unreachable"))
+    rental = new_rental()
+    calls = [
+        lambda: store.get("R"),
+        lambda: store.create(rental),
+        lambda: step(store, rental, "start"),
+        lambda: store.log("R"),
+        lambda: store.merge_vehicle_state("V", {}),
+        lambda: RedisTimerQueue(client, Keys("unreachable")).claim_due(T0),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable) as exc:
+            call()
+        assert isinstance(exc.value.__cause__, redis.ConnectionError)
+    client.close()
+
+
+@pytest.mark.redis
+def test_records_are_plain_json_under_the_namespace(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    store = RedisRentalStore(redis_client, Keys(redis_namespace))
+    rental = new_rental()
+    store.create(rental)
+    raw = redis_client.get(f"{{{redis_namespace}}}:rental:{rental.rental_id}")
+    assert raw is not None and Rental.from_dict(json.loads(raw)) == rental
+
+
+@pytest.mark.redis
+def test_timer_queue_and_store_share_keys(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    store = RedisRentalStore(redis_client, Keys(redis_namespace))
+    queue = RedisTimerQueue(redis_client, Keys(redis_namespace))  # e.g. another process
+    rental = new_rental()
+    store.create(rental)
+    _, started = step(store, rental, "start")
+    due = queue.claim_due(started.timers[min(started.timers)].due_at, limit=10)
+    assert all(isinstance(d, DueTimer) for d in due) and due

@@ -1,0 +1,148 @@
+"""Apply one trigger to one stored rental: load, decide, commit atomically.
+
+The single path every input takes (bus events, timers, booking-backend requests), so all
+of them get the same dedupe, compare-and-set retry, rental log and notification. Nothing
+here talks to a vehicle: the decision's effects go to the outbox inside the commit, and
+the effect runner executes them afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from .clock import Clock
+from .errors import VersionConflict
+from .machine import MACHINE, MACHINE_VERSION, WAITING_STATES, RentalMachine
+from .model import DEFAULT_DURATIONS, Decision, Facts, Rental, Timer, format_time
+from .store.base import Commit, CommitOutcome, RentalStore
+
+log = structlog.get_logger(__name__)
+
+#: How often a lost compare-and-set is retried with fresh state before giving up.
+DEFAULT_MAX_ATTEMPTS = 16
+
+Listener = Callable[[Rental, Rental, Decision], None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The result of ``Engine.apply``."""
+
+    outcome: CommitOutcome
+    #: The rental after the transition (or as stored, for a duplicate).
+    rental: Rental
+    #: None for a duplicate: nothing was decided.
+    decision: Decision | None = None
+    before: Rental | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.outcome is CommitOutcome.DUPLICATE
+
+
+class Engine:
+    """Applies triggers to rentals held in a ``RentalStore``."""
+
+    def __init__(
+        self,
+        store: RentalStore,
+        *,
+        clock: Clock,
+        machine: RentalMachine = MACHINE,
+        durations: Mapping[Timer, timedelta] = DEFAULT_DURATIONS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.machine = machine
+        self.durations = dict(durations)
+        self.max_attempts = max_attempts
+        self.listeners = list(listeners)
+
+    def apply(
+        self,
+        rental_id: str,
+        trigger: str,
+        *,
+        event_id: str | None = None,
+        facts: Facts | None = None,
+        inputs: Sequence[Mapping[str, Any]] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> Applied:
+        """Decide ``trigger`` for the rental and commit the result with its log entries.
+
+        Args:
+            event_id: the id that makes the input idempotent (event id, timer token id,
+                request id); a second apply with it returns a duplicate and writes nothing.
+            facts: what the guards know, recorded in the transition's log entry.
+            inputs: rental-log entries of the input that caused it (event, request, timer).
+            extra: fields to merge into ``rental.extra`` with the transition.
+
+        Raises:
+            RentalNotFound, UnknownTrigger, InvalidTransition, GuardRejected, and
+            VersionConflict when every attempt lost the race.
+        """
+        if event_id is not None and self.store.was_applied(rental_id, event_id):
+            return Applied(CommitOutcome.DUPLICATE, self.store.get(rental_id))
+        for _ in range(self.max_attempts):
+            rental = self.store.get(rental_id)
+            now = self.clock.now()
+            decision = self.machine.decide(
+                rental, trigger, now=now, facts=facts, durations=self.durations
+            )
+            after = decision.apply(rental, now)
+            updates = dict(extra or {})
+            if decision.dest in WAITING_STATES and decision.dest is not decision.source:
+                # What the interpreter compares confirmations against (a fresh wait).
+                updates["waiting_since"] = format_time(now)
+            if updates:
+                after = replace(after, extra={**after.extra, **updates})
+            entries = [*inputs, transition_entry(decision, facts, now, after.version)]
+            try:
+                outcome = self.store.commit(
+                    Commit(after, rental.version, event_id, decision.effects, tuple(entries))
+                )
+            except VersionConflict:
+                continue
+            if outcome is CommitOutcome.DUPLICATE:
+                return Applied(outcome, self.store.get(rental_id))
+            log.info(
+                "rental.transitioned", rental_id=rental_id, vehicle_id=rental.vehicle_id,
+                trigger=trigger, source=decision.source.value, dest=decision.dest.value,
+                version=after.version, effects=[e.value for e in decision.effects],
+                event_id=event_id,
+            )
+            self._notify(rental, after, decision)
+            return Applied(outcome, after, decision, rental)
+        raise VersionConflict(rental_id)
+
+    def _notify(self, before: Rental, after: Rental, decision: Decision) -> None:
+        for listener in self.listeners:
+            try:
+                listener(before, after, decision)
+            except Exception:  # a listener must never undo or block a committed transition
+                log.exception("listener.failed", rental_id=after.rental_id,
+                              listener=getattr(listener, "__name__", repr(listener)))
+
+
+def transition_entry(
+    decision: Decision, facts: Facts | None, now: Any, version: int
+) -> dict[str, Any]:
+    """The rental-log ``transition`` entry, with the facts replay needs to decide again."""
+    return {
+        "kind": "transition",
+        "at": format_time(now),
+        "trigger": decision.trigger,
+        "source": decision.source.value,
+        "dest": decision.dest.value,
+        "version": version,
+        "machine_version": MACHINE_VERSION,
+        "facts": (facts or Facts()).to_dict(),
+        "effects": [e.value for e in decision.effects],
+    }

@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print the effective settings, secrets hidden")
     config.set_defaults(handler=_config)
+
+    simulator = commands.add_parser(
+        "simulator", help="run a local OneAPI simulator (HTTP + AMQP events) until Ctrl-C"
+    )
+    simulator.add_argument("--port", type=int, default=0, help="default: a free port")
+    simulator.add_argument("--amqp-url", help="publish events here (default: not at all)")
+    simulator.add_argument("--vehicles", type=int, default=4, help="fleet size (default 4)")
+    simulator.set_defaults(handler=_simulator)
     return parser
 
 
@@ -81,6 +89,40 @@ def _config(args: argparse.Namespace) -> int:
     from .config import Settings
 
     print(json.dumps(Settings.from_env().redacted(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; prints the URL and the credentials it accepts."""
+    import signal
+    import threading
+
+    from .simulator import Simulator
+    from .simulator.events import EventRouting
+
+    connection = None
+    if args.amqp_url:
+        from kombu import Connection
+
+        connection = Connection(args.amqp_url)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    routing = EventRouting(vehicle_state_queue="oneapi.sim.VehicleState",
+                           vehicle_queue="oneapi.sim.Vehicle")
+    with Simulator(connection=connection, routing=routing, port=args.port,
+                   vehicles=args.vehicles) as sim:
+        print(f"OneAPI simulator at {sim.url}", flush=True)
+        print(f"client id: {sim.client_id}", flush=True)
+        print(f"client secret: {sim.client_secret.reveal()}", flush=True)
+        for vehicle_id, vehicle in sim.fleet.vehicles.items():
+            print(f"vehicle {vehicle_id}: {vehicle.model.name}", flush=True)
+        if connection is not None:
+            print(f"events: exchange {routing.exchange!r}, queues "
+                  f"{routing.vehicle_state_queue!r} and {routing.vehicle_queue!r}", flush=True)
+        stop.wait()
+    if connection is not None:
+        connection.release()
     return EXIT_OK
 
 

@@ -81,20 +81,28 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
+        self._request_line = (method, path)
         try:
             length = int(self.headers.get("Content-Length") or 0)
             self.raw_body = self.rfile.read(length) if length else b""
             self._route(method, path)
             raise Reply(404, None)  # routes always raise; unreachable
         except Reply as reply:
-            self._send(reply)
+            self._safe_send(reply)
         except SimProblem as problem:
-            self._send(self._problem_reply(problem))
+            self._safe_send(self._problem_reply(problem))
         except Exception:  # a simulator bug: answer 500 problem, keep serving
             log.exception("sim_handler_failed", method=method, path=path)
-            self._send(self._problem_reply(_problem(Fault.INTERNAL_SERVER_ERROR)))
-        finally:
-            self.sim.requests.append((method, path, getattr(self, "_status", 0)))
+            self._safe_send(self._problem_reply(_problem(Fault.INTERNAL_SERVER_ERROR)))
+
+    def _safe_send(self, reply: Reply) -> None:
+        # Recorded before the reply leaves, so a test that saw the reply sees the record.
+        self.sim.requests.append((*self._request_line, reply.status))
+        try:
+            self._send(reply)
+            self.wfile.flush()
+        except OSError:  # the client gave up (e.g. timed out on a hanging command)
+            self.close_connection = True
 
     def _send(self, reply: Reply) -> None:
         self._status = reply.status

@@ -1,0 +1,100 @@
+"""The typed vehicle state, capabilities and command names (pure, no HTTP)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from rental_fsm.oneapi import Capabilities, CentralLock, Command, Position, VehicleState
+
+TS = "2024-02-19T13:22:05Z"
+TS_MS = "2024-02-19T13:22:06.000Z"
+
+
+def prop(value: object, ts: str = TS) -> dict[str, object]:
+    return {"timestamp": ts, "value": value}
+
+
+def test_seed_000_state_parses_with_its_own_timestamp_per_property() -> None:
+    state = VehicleState.from_json(
+        {
+            "ignition": prop("OFF"),
+            "windows_status": prop("CLOSED"),
+            "doors_status": prop("OPEN", TS_MS),
+            "central_lock": prop("LOCKED"),
+            "position": prop({"lat": 50.834, "lon": 8.0219}),
+            "driving_enabled": prop(False),
+        }
+    )
+    assert state.ignition == "OFF" and state.windows_status == "CLOSED"
+    assert state.doors_status == "OPEN"
+    assert state["doors_status"].timestamp == datetime(2024, 2, 19, 13, 22, 6, tzinfo=timezone.utc)
+    assert state.central_lock == CentralLock.LOCKED
+    assert state.position == Position(50.834, 8.0219)
+    assert state.driving_enabled is False
+    assert state.vehicle_key is None  # absent, not an error
+    assert VehicleState.from_json(state.to_json()) == state
+
+
+def test_unknown_enum_values_and_unknown_properties_are_kept() -> None:
+    state = VehicleState.from_json(
+        {"central_lock": prop("JAMMED"), "top_case_lid": prop("OPEN"), "cellular": prop(3)}
+    )
+    assert state.central_lock == "JAMMED"
+    assert state.value("top_case_lid") == "OPEN" and state.value("cellular") == 3
+
+
+def test_both_fuel_level_names_are_accepted_and_the_newer_wins() -> None:
+    old = VehicleState.from_json({"fuel_level_in_percent": prop(40)})
+    assert old.fuel_level is not None and old.fuel_level.value == 40
+    both = VehicleState.from_json(
+        {
+            "fuel_level_in_percent": prop(40),
+            "state_of_charge_or_fuel_level_in_percent": prop(55, TS_MS),
+        }
+    )
+    assert both.fuel_level is not None and both.fuel_level.value == 55
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"ignition": prop("OFF", "19.02.2024")}, "ignition: bad timestamp"),
+        ({"ignition": prop("OFF", "2024-02-19T13:22:05")}, "without a time zone"),
+        ({"ignition": {"value": "OFF"}}, "ignition: expected"),
+        ({"ignition": prop(True)}, "ignition: expected a string"),
+        ({"driving_enabled": prop("yes")}, "driving_enabled: expected a boolean"),
+        ({"fuel_level_in_percent": prop("full")}, "expected a number"),
+        ({"position": prop({"lat": 1})}, "position: needs numeric lat and lon"),
+        ([], "expected an object"),
+    ],
+)
+def test_bad_states_raise_a_clear_value_error(data: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VehicleState.from_json(data)
+
+
+def test_capabilities_helpers() -> None:
+    caps = Capabilities.from_json(
+        {
+            "commands": ["UNLOCK_AND_ENABLE_DRIVING", "REQUEST_VEHICLE_STATE"],
+            "vehicle_state": ["DOORS_STATUS", "FUEL_LEVEL_IN_PERCENT"],
+        }
+    )
+    assert caps.supports("UNLOCK_AND_ENABLE_DRIVING")
+    assert caps.supports(Command.UNLOCK_AND_ENABLE_DRIVING)
+    assert caps.supports("request-vehicle-state")
+    assert not caps.supports(Command.LOCK_CENTRAL_LOCK)
+    assert caps.can_read("DOORS_STATUS") and caps.can_read("doors_status")
+    assert not caps.can_read("WINDOWS_STATUS")
+    assert caps.can_read("STATE_OF_CHARGE_OR_FUEL_LEVEL_IN_PERCENT")  # either name
+    with pytest.raises(ValueError):
+        Capabilities.from_json({"commands": "ALL"})
+
+
+def test_command_values_and_capability_names() -> None:
+    assert Command.UNLOCK_AND_ENABLE_DRIVING.value == "unlock-and-enable-driving"
+    assert Command.LOCK_AND_DISABLE_DRIVING.capability == "LOCK_AND_DISABLE_DRIVING"
+    assert Command.from_capability("REQUEST_VEHICLE_STATE") is Command.REQUEST_VEHICLE_STATE
+    assert len(Command) == 7

@@ -96,15 +96,16 @@ def _simulator(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; prints the URL and the credentials it accepts."""
     import signal
     import threading
+    from typing import Any
 
     from .simulator import Simulator
     from .simulator.events import EventRouting
 
-    connection = None
+    connection: Any = None
     if args.amqp_url:
-        from kombu import Connection
+        from kombu.connection import Connection
 
-        connection = Connection(args.amqp_url)
+        connection = Connection(args.amqp_url)  # type: ignore[no-untyped-call]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

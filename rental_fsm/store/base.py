@@ -310,7 +310,8 @@ class RentalStore(Protocol):
         ...
 
     def rentals_with_pending_effects(self) -> set[str]:
-        """Rental ids whose outbox is not empty, for the sweeper."""
+        """Rental ids whose outbox is not empty, for the sweeper. May name a rental whose
+        outbox expired with it; ``pending_effects`` then returns [] and drops the id."""
         ...
 
     def expires_in(self, rental_id: str) -> timedelta | None:

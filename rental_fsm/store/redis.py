@@ -137,6 +137,12 @@ if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) en
 return n
 """
 
+#: KEYS: outbox, outbox-pending. ARGV: rental id. Drops an expired/empty outbox's id.
+_PRUNE_LUA = """
+if redis.call('HLEN', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end
+return 0
+"""
+
 #: KEYS: vstate, vstate-ts. ARGV: (name, timestamp µs, property JSON) triples.
 _MERGE_STATE_LUA = """
 for i = 1, #ARGV, 3 do
@@ -180,6 +186,7 @@ class RedisRentalStore:
         self._append_log = client.register_script(_APPEND_LOG_LUA)
         self._complete = client.register_script(_COMPLETE_LUA)
         self._merge_state = client.register_script(_MERGE_STATE_LUA)
+        self._prune = client.register_script(_PRUNE_LUA)
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -319,6 +326,9 @@ class RedisRentalStore:
             entries = [OutboxEntry.from_dict(json.loads(v)) for v in raw.values()]
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptRecord(key, repr(exc)) from exc
+        if not entries:  # e.g. the outbox expired with its ended rental: stop listing it
+            with redis_errors("prune outbox"):
+                self._prune([key, self.keys.outbox_pending], [rental_id])
         return sorted(entries, key=lambda e: (e.version, e.index))
 
     def complete_effect(self, rental_id: str, effect_id: str) -> bool:

@@ -140,7 +140,6 @@ def test_two_workers_claim_10000_timers_exactly_once(make_queue) -> None:  # typ
         t.join()
     claimed = [d.rental_id for d in results[0] + results[1]]
     assert len(claimed) == n and len(set(claimed)) == n
-    assert all(results), "both workers should have claimed some"
     assert setup.pending() == 0
 
 

@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any, TextIO, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import (
@@ -173,7 +174,7 @@ class RedisRentalStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         keys: Keys | None = None,
         *,
         retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS),

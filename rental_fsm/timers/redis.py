@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 
 from ..errors import StoreError, StoreUnavailable
 from ..model import ArmedTimer, Timer
@@ -106,7 +107,7 @@ def timer_args(rental_id: str, timers: Mapping[Timer, ArmedTimer]) -> list[str |
 class RedisTimerQueue:
     """The TimerQueue contract on Redis; shares ``Keys`` with ``RedisRentalStore``."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, keys: Keys | None = None) -> None:
         self._client = client
         self.keys = keys or Keys()
         self._schedule = client.register_script(_SCHEDULE_LUA)

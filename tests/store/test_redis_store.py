@@ -83,3 +83,17 @@ def test_timer_queue_and_store_share_keys(
     _, started = step(store, rental, "start")
     due = queue.claim_due(started.timers[min(started.timers)].due_at, limit=10)
     assert all(isinstance(d, DueTimer) for d in due) and due
+
+
+@pytest.mark.redis
+def test_an_expired_outbox_stops_being_listed(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    store = RedisRentalStore(redis_client, Keys(redis_namespace))
+    rental = new_rental()
+    store.create(rental)
+    step(store, rental, "start")
+    assert rental.rental_id in store.rentals_with_pending_effects()
+    redis_client.delete(store.keys.outbox(rental.rental_id))  # as if its TTL ran out
+    assert store.pending_effects(rental.rental_id) == []
+    assert rental.rental_id not in store.rentals_with_pending_effects()

@@ -10,6 +10,7 @@ tokens never appear in a repr, an exception message or a log line: the secret st
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,8 +129,6 @@ class TokenProvider:
 
 
 def _parse_token(response: RawResponse, what: str) -> tuple[str, timedelta]:
-    import json
-
     def bad(reason: str) -> InvalidResponse:
         return InvalidResponse(
             f"{what}: {reason}", status=response.status, flow_id=response.flow_id

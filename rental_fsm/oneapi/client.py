@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 import structlog
@@ -321,8 +322,6 @@ def _parse_page(data: Any) -> tuple[list[Vehicle], str | None]:
 
 def _seg(value: str) -> str:
     """A path segment, percent-encoded (client and vehicle ids may contain '#')."""
-    from urllib.parse import quote
-
     if not isinstance(value, str) or not value:
         raise ValueError("path segment must be a non-empty string")
     return quote(value, safe="")

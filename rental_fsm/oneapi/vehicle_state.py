@@ -173,45 +173,55 @@ class VehicleState(Mapping[str, Property]):
         prop = self._props.get(name)
         return None if prop is None else prop.value
 
+    # Typed accessors; from_json already checked the types, isinstance only narrows.
+    def _text(self, name: str) -> str | None:
+        value = self.value(name)
+        return value if isinstance(value, str) else None
+
+    def _flag(self, name: str) -> bool | None:
+        value = self.value(name)
+        return value if isinstance(value, bool) else None
+
     @property
     def central_lock(self) -> str | None:
-        return self.value("central_lock")  # type: ignore[no-any-return]
+        return self._text("central_lock")
 
     @property
     def ignition(self) -> str | None:
-        return self.value("ignition")  # type: ignore[no-any-return]
+        return self._text("ignition")
 
     @property
     def doors_status(self) -> str | None:
-        return self.value("doors_status")  # type: ignore[no-any-return]
+        return self._text("doors_status")
 
     @property
     def windows_status(self) -> str | None:
-        return self.value("windows_status")  # type: ignore[no-any-return]
+        return self._text("windows_status")
 
     @property
     def headlights(self) -> str | None:
-        return self.value("headlights")  # type: ignore[no-any-return]
+        return self._text("headlights")
 
     @property
     def vehicle_key(self) -> str | None:
-        return self.value("vehicle_key")  # type: ignore[no-any-return]
+        return self._text("vehicle_key")
 
     @property
     def cloudboxx_cardholder_cards(self) -> str | None:
-        return self.value("cloudboxx_cardholder_cards")  # type: ignore[no-any-return]
+        return self._text("cloudboxx_cardholder_cards")
 
     @property
     def driving_enabled(self) -> bool | None:
-        return self.value("driving_enabled")  # type: ignore[no-any-return]
+        return self._flag("driving_enabled")
 
     @property
     def parking_brake_engaged(self) -> bool | None:
-        return self.value("parking_brake_engaged")  # type: ignore[no-any-return]
+        return self._flag("parking_brake_engaged")
 
     @property
     def position(self) -> Position | None:
-        return self.value("position")  # type: ignore[no-any-return]
+        value = self.value("position")
+        return value if isinstance(value, Position) else None
 
     @property
     def fuel_level(self) -> Property | None:

@@ -99,13 +99,9 @@ def _simulator(args: argparse.Namespace) -> int:
     from typing import Any
 
     from .simulator import Simulator
-    from .simulator.events import EventRouting
+    from .simulator.events import EventRouting, connect
 
-    connection: Any = None
-    if args.amqp_url:
-        from kombu.connection import Connection
-
-        connection = Connection(args.amqp_url)  # type: ignore[no-untyped-call]
+    connection: Any = connect(args.amqp_url) if args.amqp_url else None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

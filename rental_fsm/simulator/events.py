@@ -36,6 +36,13 @@ def new_ulid(now: datetime | None = None) -> str:
     return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
+def connect(amqp_url: str) -> Any:
+    """A ``kombu.Connection`` for ``amqp_url`` (kombu stays inside this package)."""
+    from kombu.connection import Connection
+
+    return Connection(amqp_url)  # type: ignore[no-untyped-call]
+
+
 @dataclass(frozen=True)
 class EventRouting:
     """Where events go; every name configurable so tests can use unique ones."""

@@ -170,6 +170,8 @@ class Keys:
         {ns}:vstate:<vehicle_id>           hash    property -> {"timestamp","value"} JSON
         {ns}:vstate-ts:<vehicle_id>        hash    property -> timestamp, epoch µs
         {ns}:caps:<vehicle_id>             string  capabilities JSON
+        {ns}:effect-claims:<rental_id>     hash    effect_id -> "owner|claimed epoch ms"
+        {ns}:dead-letters                  stream  malformed messages with the reason
 
     **Slots.** One commit must touch the rental's keys *and* the vehicle and customer
     indexes *and* the timer queue, so in Redis Cluster they must hash to one slot. A
@@ -228,6 +230,13 @@ class Keys:
 
     def capabilities(self, vehicle_id: str) -> str:
         return self._key("caps", vehicle_id)
+
+    def effect_claims(self, rental_id: str) -> str:
+        return self._key("effect-claims", rental_id)
+
+    @property
+    def dead_letters(self) -> str:
+        return self._key("dead-letters")
 
     def commit_keys(self, rental: Rental) -> list[str]:
         """The keys one commit touches, in the order the commit script takes them."""
@@ -337,6 +346,29 @@ class RentalStore(Protocol):
     def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
         """The stored capabilities, or None if never set."""
         ...
+
+    def active_rental(self, vehicle_id: str) -> str | None:
+        """The id of the vehicle's active rental (STARTING to ENDING), or None."""
+        ...
+
+    def claim_effect(self, rental_id: str, effect_id: str, owner: str, now: datetime) -> bool:
+        """Take a pending effect for sending. True for exactly one caller; False when it
+        is not pending or already claimed. A claim is never taken over: an effect whose
+        sender died mid-call may have run, so it must not be sent again (at most once)."""
+        ...
+
+    def effect_claim(self, rental_id: str, effect_id: str) -> tuple[str, datetime] | None:
+        """Who claimed an effect and when, or None."""
+        ...
+
+
+def encode_claim(owner: str, now: datetime) -> str:
+    return f"{owner}|{(now - _EPOCH) // timedelta(milliseconds=1)}"
+
+
+def decode_claim(text: str) -> tuple[str, datetime]:
+    owner, _, ms = text.rpartition("|")
+    return owner, _EPOCH + timedelta(milliseconds=int(ms))
 
 
 def timestamp_us(name: str, prop: Mapping[str, Any]) -> int:

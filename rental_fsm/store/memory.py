@@ -31,6 +31,8 @@ from .base import (
     OutboxEntry,
     check_log_entry,
     complete_log_line,
+    decode_claim,
+    encode_claim,
     log_entry_tail,
     outbox_entries,
     retention_ms,
@@ -63,6 +65,7 @@ class InMemoryRentalStore:
         self._customer_active: dict[str, str] = {}
         self._vstate: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
         self._caps: dict[str, str] = {}
+        self._claims: dict[str, dict[str, str]] = {}
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -201,7 +204,26 @@ class InMemoryRentalStore:
             removed = outbox.pop(effect_id, None) is not None
             if not outbox:
                 self._outbox.pop(rental_id, None)
+            claims = self._claims.get(rental_id, {})
+            claims.pop(effect_id, None)
+            if not claims:
+                self._claims.pop(rental_id, None)
             return removed
+
+    def claim_effect(self, rental_id: str, effect_id: str, owner: str, now: datetime) -> bool:
+        with self._lock:
+            if effect_id not in self._outbox.get(rental_id, {}):
+                return False
+            claims = self._claims.setdefault(rental_id, {})
+            if effect_id in claims:
+                return False
+            claims[effect_id] = encode_claim(owner, now)
+            return True
+
+    def effect_claim(self, rental_id: str, effect_id: str) -> tuple[str, datetime] | None:
+        with self._lock:
+            text = self._claims.get(rental_id, {}).get(effect_id)
+        return None if text is None else decode_claim(text)
 
     def rentals_with_pending_effects(self) -> set[str]:
         with self._lock:
@@ -236,3 +258,7 @@ class InMemoryRentalStore:
         with self._lock:
             text = self._caps.get(vehicle_id)
         return None if text is None else dict(json.loads(text))
+
+    def active_rental(self, vehicle_id: str) -> str | None:
+        with self._lock:
+            return self._vehicle_active.get(vehicle_id)

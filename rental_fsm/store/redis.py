@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO, cast
 
 import redis
@@ -48,6 +48,8 @@ from .base import (
     OutboxEntry,
     check_log_entry,
     complete_log_line,
+    decode_claim,
+    encode_claim,
     log_entry_tail,
     outbox_entries,
     retention_ms,
@@ -131,11 +133,22 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {'ok', first}
 """
 
-#: KEYS: outbox, outbox-pending. ARGV: effect id, rental id.
+#: KEYS: outbox, outbox-pending, effect-claims. ARGV: effect id, rental id.
 _COMPLETE_LUA = """
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return n
+"""
+
+#: KEYS: outbox, effect-claims, rental. ARGV: effect id, claim. Claims a pending effect
+#: once; the claims hash lives as long as the rental record.
+_CLAIM_EFFECT_LUA = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
 """
 
 #: KEYS: outbox, outbox-pending. ARGV: rental id. Drops an expired/empty outbox's id.
@@ -186,6 +199,7 @@ class RedisRentalStore:
         self._commit = client.register_script(_COMMIT_LUA)
         self._append_log = client.register_script(_APPEND_LOG_LUA)
         self._complete = client.register_script(_COMPLETE_LUA)
+        self._claim_effect = client.register_script(_CLAIM_EFFECT_LUA)
         self._merge_state = client.register_script(_MERGE_STATE_LUA)
         self._prune = client.register_script(_PRUNE_LUA)
 
@@ -333,9 +347,22 @@ class RedisRentalStore:
         return sorted(entries, key=lambda e: (e.version, e.index))
 
     def complete_effect(self, rental_id: str, effect_id: str) -> bool:
-        keys = [self.keys.outbox(rental_id), self.keys.outbox_pending]
+        keys = [self.keys.outbox(rental_id), self.keys.outbox_pending,
+                self.keys.effect_claims(rental_id)]
         with redis_errors("complete effect"):
             return bool(self._complete(keys, [effect_id, rental_id]))
+
+    def claim_effect(self, rental_id: str, effect_id: str, owner: str, now: datetime) -> bool:
+        keys = [self.keys.outbox(rental_id), self.keys.effect_claims(rental_id),
+                self.keys.rental(rental_id)]
+        with redis_errors("claim effect"):
+            return bool(self._claim_effect(keys, [effect_id, encode_claim(owner, now)]))
+
+    def effect_claim(self, rental_id: str, effect_id: str) -> tuple[str, datetime] | None:
+        with redis_errors("read effect claim"):
+            raw = cast("bytes | None",
+                       self._client.hget(self.keys.effect_claims(rental_id), effect_id))
+        return None if raw is None else decode_claim(_text(raw))
 
     def rentals_with_pending_effects(self) -> set[str]:
         with redis_errors("list pending outboxes"):
@@ -371,6 +398,11 @@ class RedisRentalStore:
     def set_capabilities(self, vehicle_id: str, capabilities: Mapping[str, Any]) -> None:
         with redis_errors("set capabilities"):
             self._client.set(self.keys.capabilities(vehicle_id), _dumps(dict(capabilities)))
+
+    def active_rental(self, vehicle_id: str) -> str | None:
+        with redis_errors("read vehicle index"):
+            raw = cast("bytes | None", self._client.get(self.keys.vehicle_active(vehicle_id)))
+        return None if raw is None else _text(raw)
 
     def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
         key = self.keys.capabilities(vehicle_id)

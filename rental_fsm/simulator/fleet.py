@@ -255,7 +255,7 @@ class Fleet:
         """Execute ``command``; returns the vehicle state the 200 response carries."""
         with self.lock:
             vehicle = self.get(vehicle_id)
-            if not vehicle.model.commands or command.capability not in vehicle.model.commands:
+            if command.capability not in vehicle.model.commands:
                 raise SimProblem(
                     Fault.COMMAND_NOT_SUPPORTED,
                     f"The vehicle {vehicle_id!r} does not support {command.capability}.",

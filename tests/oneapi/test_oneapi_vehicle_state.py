@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rental_fsm.oneapi import Capabilities, CentralLock, Command, Position, VehicleState
 
@@ -98,3 +100,32 @@ def test_command_values_and_capability_names() -> None:
     assert Command.LOCK_AND_DISABLE_DRIVING.capability == "LOCK_AND_DISABLE_DRIVING"
     assert Command.from_capability("REQUEST_VEHICLE_STATE") is Command.REQUEST_VEHICLE_STATE
     assert len(Command) == 7
+
+_values = {
+    "central_lock": st.sampled_from(["LOCKED", "UNLOCKED"]) | st.text(min_size=1),
+    "ignition": st.sampled_from(["ON", "OFF"]),
+    "driving_enabled": st.booleans(),
+    "state_of_charge_or_fuel_level_in_percent": st.integers(0, 100),
+    "position": st.builds(
+        lambda lat, lon: {"lat": lat, "lon": lon},
+        st.floats(-90, 90, allow_nan=False),
+        st.floats(-180, 180, allow_nan=False),
+    ),
+}
+
+
+@given(
+    st.fixed_dictionaries({}, optional=_values),
+    st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.just(timezone.utc),
+    ),
+)
+def test_any_valid_state_round_trips(values: dict[str, object], when: datetime) -> None:
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)  # wire has ms
+    wire = {name: {"timestamp": when.isoformat().replace("+00:00", "Z"), "value": value}
+            for name, value in values.items()}
+    state = VehicleState.from_json(wire)
+    assert VehicleState.from_json(state.to_json()) == state
+    assert all(prop.timestamp == when for prop in state.values())

@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--amqp-url", help="publish events here (default: not at all)")
     simulator.add_argument("--vehicles", type=int, default=4, help="fleet size (default 4)")
     simulator.set_defaults(handler=_simulator)
+
+    worker = commands.add_parser(
+        "worker", help="consume OneAPI events, fire due timers and send the outbox's commands"
+    )
+    worker.add_argument("--once", action="store_true",
+                        help="drain: stop when the queues stay idle and nothing is due")
+    worker.add_argument("--idle", type=float, default=2.0, metavar="SECONDS",
+                        help="with --once: how long the queues must stay empty (default 2)")
+    worker.add_argument("--health-file", type=Path, metavar="PATH",
+                        help="touched on every loop turn, for process supervisors")
+    worker.set_defaults(handler=_worker)
     return parser
 
 
@@ -121,6 +132,29 @@ def _simulator(args: argparse.Namespace) -> int:
     if connection is not None:
         connection.release()
     return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """``rental-fsm worker``: settings from RENTAL_FSM_*, logs configured here."""
+    from .config import Settings
+    from .errors import StoreUnavailable
+    from .logs import configure_logging
+    from .worker.process import Worker, build_parts
+
+    settings = Settings.from_env()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    try:
+        worker = Worker(build_parts(settings), health_file=args.health_file)
+        if args.once:
+            handled = worker.drain(idle_s=args.idle)
+            print(f"drained: {handled} messages handled, "
+                  f"{worker.timer_runner.stats.fired} timers fired", flush=True)
+            return EXIT_OK
+        worker.install_signal_handlers()
+        return worker.run()
+    except StoreUnavailable as exc:
+        print(f"rental-fsm worker: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

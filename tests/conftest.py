@@ -59,10 +59,13 @@ def amqp_queues(amqp_connection) -> Iterator[list[str]]:  # type: ignore[no-unty
     """Append the names of queues this test declares; they are deleted afterwards."""
     names: list[str] = []
     yield names
-    channel = amqp_connection.channel()
-    for name in names:
-        try:
-            channel.queue_delete(name)
-        except Exception:  # already gone
-            channel = amqp_connection.channel()
-    channel.close()
+    # A fresh connection: a test may have restarted the broker under the old one.
+    with amqp_connection.clone() as conn:
+        conn.ensure_connection(max_retries=10, interval_start=0.5)
+        channel = conn.channel()
+        for name in names:
+            try:
+                channel.queue_delete(name)
+            except Exception:  # already gone: the channel is closed by the broker
+                channel = conn.channel()
+        channel.close()

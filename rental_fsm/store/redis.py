@@ -170,6 +170,18 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
+#: Client timeouts: fail fast into StoreUnavailable rather than hang a worker.
+SOCKET_TIMEOUT_S = 5.0
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for ``url`` with the timeouts and health checks a worker needs."""
+    return redis.Redis.from_url(
+        url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 

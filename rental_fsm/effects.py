@@ -1,0 +1,268 @@
+"""Run committed effects against the vehicle API, at most once each.
+
+The outbox holds what a transition asked for; this runner claims an entry (so two workers
+never send it both, and a worker that died mid-call never resends it), picks the commands
+the vehicle's capabilities allow (seed 000: the combined command when supported, else the
+single ones), sends them, and feeds what comes back into the machine:
+
+- a response's vehicle state is merged into the cache and interpreted like an event, so
+  it may confirm the command (seed 000 asks to confirm through events as well, which the
+  event handler does when they arrive);
+- a definite refusal (409, 4xx, unit error after retries) becomes the follow-up trigger
+  of the state that waits for it (``start_failed``, ``end_failed``...);
+- an unknown outcome (timeout, connection error, bare 5xx) is never resent: the command
+  may have run (seed 000 "Command responses"); the rental waits for events, its
+  ``state_check`` timer requests a state once, and its timeout bounds the wait.
+
+Seed 000: "you should not execute any commands while the customer is driving": no lock or
+disable command goes out while the cached ignition is ON.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from .clock import Clock
+from .engine import Engine
+from .errors import OneAPIError, OutcomeUnknown, RateLimited, TransitionError
+from .interpreter import Reading, interpret, value, vehicle_facts
+from .model import Effect, RentalState, format_time, parse_time
+from .oneapi.resources import IN_RENTAL, NOT_IN_RENTAL, Result
+from .oneapi.vehicle_state import Capabilities, Command, VehicleState
+from .store.base import OutboxEntry, RentalStore
+
+log = structlog.get_logger(__name__)
+S = RentalState
+
+#: Attempts for a transiently refused command (409 conflicting-command, 429, unit busy).
+MAX_TRANSIENT_ATTEMPTS = 3
+#: The longest one retry may wait; a longer Retry-After counts as a refusal.
+MAX_RETRY_WAIT_S = 3.0
+#: A claim older than this belongs to a sender that died: its call may have run, so the
+#: effect is closed as "outcome unknown", never sent again.
+CLAIM_LEASE = timedelta(minutes=2)
+
+#: Which state waits for which effect, and the trigger its definite failure causes.
+FAILURE_TRIGGERS: Mapping[tuple[RentalState, Effect], str] = {
+    (S.STARTING, Effect.UNLOCK_VEHICLE): "start_failed",
+    (S.RESUMING, Effect.UNLOCK_VEHICLE): "resume_failed",
+    (S.PAUSING, Effect.SECURE_VEHICLE): "stopover_failed",
+    (S.ENDING, Effect.SECURE_VEHICLE): "end_failed",
+}
+
+
+class VehicleCommands(Protocol):
+    """The part of ``OneAPIClient`` the runner uses (a fake can stand in)."""
+
+    def command(self, vehicle_id: str, command: Command) -> Result[VehicleState]: ...
+
+    def set_rental_status(
+        self, vehicle_id: str, value: str, *, request_new_vehicle_state: bool = True
+    ) -> Result[VehicleState | None]: ...
+
+
+def plan(effect: Effect, caps: Capabilities) -> list[Command]:
+    """The commands an effect needs on a vehicle with ``caps`` (seed 000)."""
+    if effect is Effect.UNLOCK_VEHICLE:
+        if caps.supports(Command.UNLOCK_AND_ENABLE_DRIVING):
+            return [Command.UNLOCK_AND_ENABLE_DRIVING]
+        singles = (Command.UNLOCK_CENTRAL_LOCK, Command.ENABLE_DRIVING)
+        return [c for c in singles if caps.supports(c)]
+    if effect is Effect.SECURE_VEHICLE:
+        if caps.supports(Command.LOCK_AND_DISABLE_DRIVING):
+            return [Command.LOCK_AND_DISABLE_DRIVING]
+        singles = (Command.LOCK_CENTRAL_LOCK, Command.DISABLE_DRIVING)
+        return [c for c in singles if caps.supports(c)]
+    if effect is Effect.REQUEST_VEHICLE_STATE:
+        return [Command.REQUEST_VEHICLE_STATE] if caps.supports(
+            Command.REQUEST_VEHICLE_STATE) else []
+    return []
+
+
+@dataclass(frozen=True)
+class EffectOutcome:
+    effect_id: str
+    effect: Effect
+    #: sent, skipped, unknown, refused
+    result: str
+    detail: str = ""
+
+
+class EffectRunner:
+    """Drains rentals' outboxes; safe to run in several workers at once."""
+
+    def __init__(
+        self, store: RentalStore, engine: Engine, api: VehicleCommands, *, clock: Clock,
+        owner: str, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.api = api
+        self.clock = clock
+        self.owner = owner
+        self.sleep = sleep
+
+    def sweep(self, limit: int = 100) -> list[EffectOutcome]:
+        """Run the pending effects of up to ``limit`` rentals."""
+        outcomes: list[EffectOutcome] = []
+        for rental_id in sorted(self.store.rentals_with_pending_effects())[:limit]:
+            outcomes.extend(self.run_rental(rental_id))
+        return outcomes
+
+    def run_rental(self, rental_id: str) -> list[EffectOutcome]:
+        """Run one rental's pending effects in commit order."""
+        outcomes: list[EffectOutcome] = []
+        progress = True
+        while progress:  # a response may commit a follow-up whose effects run right away
+            progress = False
+            for entry in self.store.pending_effects(rental_id):
+                now = self.clock.now()
+                if not self.store.claim_effect(rental_id, entry.effect_id, self.owner, now):
+                    abandoned = self._close_abandoned(entry, now)
+                    if abandoned is None:
+                        return outcomes  # another worker is sending it; keep commit order
+                    outcomes.append(abandoned)
+                else:
+                    outcomes.append(self._run(entry))
+                    self.store.complete_effect(rental_id, entry.effect_id)
+                progress = True
+        return outcomes
+
+    def _close_abandoned(self, entry: OutboxEntry, now: Any) -> EffectOutcome | None:
+        claim = self.store.effect_claim(entry.rental_id, entry.effect_id)
+        if claim is None or now - claim[1] < CLAIM_LEASE:
+            return None
+        log.warning("effect.abandoned", rental_id=entry.rental_id, effect=entry.effect.value,
+                    effect_id=entry.effect_id, claimed_by=claim[0])
+        self.store.complete_effect(entry.rental_id, entry.effect_id)
+        return EffectOutcome(entry.effect_id, entry.effect, "unknown", "sender died")
+
+    def _run(self, entry: OutboxEntry) -> EffectOutcome:
+        rental = self.store.get(entry.rental_id)
+        caps = Capabilities.from_json(self.store.capabilities(rental.vehicle_id)
+                                      or {"commands": [], "vehicle_state": []})
+        state = self.store.vehicle_state(rental.vehicle_id)
+        if entry.effect in (Effect.SET_IN_RENTAL, Effect.SET_NOT_IN_RENTAL):
+            status = IN_RENTAL if entry.effect is Effect.SET_IN_RENTAL else NOT_IN_RENTAL
+            return self._call(entry, rental.vehicle_id, f"rental-status {status}",
+                              lambda: self.api.set_rental_status(rental.vehicle_id, status))
+        commands = plan(entry.effect, caps)
+        if not commands:
+            log.warning("effect.skipped", effect=entry.effect.value, rental_id=rental.rental_id,
+                        reason="no capability for it")
+            return EffectOutcome(entry.effect_id, entry.effect, "skipped", "no capability")
+        if entry.effect is Effect.SECURE_VEHICLE and value(state, "ignition") == "ON":
+            log.warning("effect.skipped", effect=entry.effect.value, rental_id=rental.rental_id,
+                        reason="ignition is on")
+            self._fail(entry, "ignition is on: no command while the customer is driving")
+            return EffectOutcome(entry.effect_id, entry.effect, "skipped", "ignition on")
+        outcome = EffectOutcome(entry.effect_id, entry.effect, "sent")
+        for command in commands:
+            outcome = self._call(
+                entry, rental.vehicle_id, command.value,
+                lambda c=command: self.api.command(rental.vehicle_id, c),  # type: ignore[misc]
+            )
+            if outcome.result != "sent":
+                break
+        return outcome
+
+    def _call(
+        self, entry: OutboxEntry, vehicle_id: str, what: str,
+        send: Callable[[], Result[Any]],
+    ) -> EffectOutcome:
+        for attempt in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
+            try:
+                result = send()
+            except OutcomeUnknown as exc:
+                error = "connection" if "connection" in str(exc).lower() else "timeout"
+                self._log_call(entry, vehicle_id, what, None, None, error, exc)
+                log.warning("effect.outcome_unknown", rental_id=entry.rental_id,
+                            effect=entry.effect.value, command=what, flow_id=exc.flow_id)
+                return EffectOutcome(entry.effect_id, entry.effect, "unknown", str(exc))
+            except OneAPIError as exc:
+                self._log_call(entry, vehicle_id, what, exc.status, None, None, exc)
+                wait = self._retry_wait(exc, attempt)
+                if wait is not None:
+                    self.sleep(wait)
+                    continue
+                log.warning("effect.refused", rental_id=entry.rental_id,
+                            effect=entry.effect.value, command=what,
+                            problem_type=exc.problem_type, flow_id=exc.flow_id)
+                self._fail(entry, f"{what} refused: {exc}")
+                return EffectOutcome(entry.effect_id, entry.effect, "refused", str(exc))
+            state = result.value
+            body = state.to_json() if isinstance(state, VehicleState) else None
+            self._log_call(entry, vehicle_id, what, result.status, body, None, None)
+            if body:
+                self._feed_response(entry, vehicle_id, body)
+            return EffectOutcome(entry.effect_id, entry.effect, "sent")
+        return EffectOutcome(entry.effect_id, entry.effect, "refused", "retries exhausted")
+
+    def _retry_wait(self, exc: OneAPIError, attempt: int) -> float | None:
+        if not exc.transient or attempt >= MAX_TRANSIENT_ATTEMPTS:
+            return None
+        wait = 0.2 * 2 ** (attempt - 1)
+        if isinstance(exc, RateLimited) and exc.retry_at is not None:
+            wait = (exc.retry_at - self.clock.now()).total_seconds()
+        return max(wait, 0.0) if wait <= MAX_RETRY_WAIT_S else None
+
+    def _feed_response(self, entry: OutboxEntry, vehicle_id: str,
+                       body: Mapping[str, Any]) -> None:
+        merged = self.store.merge_vehicle_state(vehicle_id, body)
+        touched = {p: v for p, v in body.items() if merged.get(p) == v}
+        rental = self.store.get(entry.rental_id)
+        caps = Capabilities.from_json(self.store.capabilities(vehicle_id)
+                                      or {"commands": [], "vehicle_state": []})
+        waiting = rental.extra.get("waiting_since")
+        trigger = interpret(rental.state, Reading(touched, merged, caps),
+                            waiting_since=parse_time(waiting) if isinstance(waiting, str)
+                            else None, timers=rental.timers)
+        if trigger is None:
+            return
+        self._apply(entry, trigger, f"{entry.effect_id}:response",
+                    vehicle_facts(caps, merged))
+
+    def _fail(self, entry: OutboxEntry, reason: str) -> None:
+        rental = self.store.get(entry.rental_id)
+        trigger = FAILURE_TRIGGERS.get((rental.state, entry.effect))
+        if trigger is not None:
+            self._apply(entry, trigger, f"{entry.effect_id}:failed", None,
+                        extra={"last_failure": reason})
+
+    def _apply(self, entry: OutboxEntry, trigger: str, event_id: str, facts: Any,
+               extra: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.engine.apply(entry.rental_id, trigger, event_id=event_id, facts=facts,
+                              extra=extra)
+        except TransitionError as exc:  # the rental moved on meanwhile: nothing to do
+            log.info("effect.follow_up_rejected", rental_id=entry.rental_id,
+                     trigger=trigger, reason=str(exc))
+
+    def _log_call(self, entry: OutboxEntry, vehicle_id: str, what: str, status: int | None,
+                  body: Mapping[str, Any] | None, error: str | None,
+                  exc: Exception | None) -> None:
+        method, path = _describe(vehicle_id, what)
+        record: dict[str, Any] = {
+            "kind": "call", "at": format_time(self.clock.now()), "method": method,
+            "path": path, "status": status, "body": body, "error": error,
+            "effect_id": entry.effect_id,
+        }
+        if exc is not None:
+            record["problem"] = type(exc).__name__
+        self.store.append_log(entry.rental_id, [record])
+
+
+def _describe(vehicle_id: str, what: str) -> tuple[str, str]:
+    """Method and path (with query) of a call, as rental-log.md records it."""
+    if what.startswith("rental-status"):
+        return "PUT", f"/vehicles/{vehicle_id}/rental-status?request_new_vehicle_state=true"
+    return "POST", f"/vehicles/{vehicle_id}/commands/{what}"
+
+
+__all__: Sequence[str] = ("EffectOutcome", "EffectRunner", "FAILURE_TRIGGERS", "plan")

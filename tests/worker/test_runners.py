@@ -1,0 +1,188 @@
+"""Effect runner, timer runner and backoff on the in-memory seams (fast, no services)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from rental_fsm.clock import ManualClock
+from rental_fsm.effects import EffectRunner, plan
+from rental_fsm.engine import Engine
+from rental_fsm.errors import CommandNotSupported, ConflictingCommand, OutcomeUnknown
+from rental_fsm.model import Effect, Rental, RentalState, Timer
+from rental_fsm.oneapi.resources import Result
+from rental_fsm.oneapi.vehicle_state import Capabilities, Command, VehicleState
+from rental_fsm.store import InMemoryRentalStore
+from rental_fsm.worker.backoff import compute_backoff
+from rental_fsm.worker.timer_runner import TimerRunner
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+CAR = {"commands": ["UNLOCK_AND_ENABLE_DRIVING", "LOCK_AND_DISABLE_DRIVING"],
+       "vehicle_state": ["CENTRAL_LOCK", "DRIVING_ENABLED", "IGNITION", "DOORS_STATUS"]}
+SEPARATE = {"commands": ["UNLOCK_CENTRAL_LOCK", "ENABLE_DRIVING", "LOCK_CENTRAL_LOCK",
+                         "DISABLE_DRIVING"], "vehicle_state": CAR["vehicle_state"]}
+
+
+class ScriptedAPI:
+    """Answers commands from a script: a state dict, or an exception to raise."""
+
+    def __init__(self, *script: Any) -> None:
+        self.script = list(script)
+        self.calls: list[str] = []
+
+    def _next(self) -> Any:
+        item = self.script.pop(0) if self.script else {}
+        if isinstance(item, Exception):
+            raise item
+        return Result(VehicleState.from_json(item), "flow-1", 200)
+
+    def command(self, vehicle_id: str, command: Command) -> Result[VehicleState]:
+        self.calls.append(command.value)
+        return self._next()  # type: ignore[no-any-return]
+
+    def set_rental_status(self, vehicle_id: str, value: str, *,
+                          request_new_vehicle_state: bool = True) -> Any:
+        self.calls.append(f"rental-status {value}")
+        return self._next()
+
+
+def setup(api: ScriptedAPI, caps: dict[str, Any] = CAR) -> tuple[Any, Engine, EffectRunner,
+                                                                   ManualClock]:
+    clock = ManualClock(NOW)
+    store = InMemoryRentalStore(clock=clock)
+    store.set_capabilities("V1", caps)
+    store.create(Rental("r-1", "V1", "c-1"))
+    engine = Engine(store, clock=clock)
+    runner = EffectRunner(store, engine, api, clock=clock, owner="w", sleep=lambda s: None)
+    return store, engine, runner, clock
+
+
+def state(**props: Any) -> dict[str, Any]:
+    return {k: {"timestamp": "2026-11-22T10:00:01Z", "value": v} for k, v in props.items()}
+
+
+def test_the_combined_command_is_used_when_supported_else_the_single_ones() -> None:
+    """Seed 000: unlock-and-enable-driving 'is not supported by all telematics brands'."""
+    car = Capabilities.from_json(CAR)
+    separate = Capabilities.from_json(SEPARATE)
+    moped = Capabilities.from_json({"commands": ["ENABLE_DRIVING", "DISABLE_DRIVING"],
+                                    "vehicle_state": []})
+    assert plan(Effect.UNLOCK_VEHICLE, car) == [Command.UNLOCK_AND_ENABLE_DRIVING]
+    assert plan(Effect.UNLOCK_VEHICLE, separate) == [Command.UNLOCK_CENTRAL_LOCK,
+                                                     Command.ENABLE_DRIVING]
+    assert plan(Effect.SECURE_VEHICLE, moped) == [Command.DISABLE_DRIVING]
+    assert plan(Effect.REQUEST_VEHICLE_STATE, car) == []
+
+
+def test_a_command_response_showing_the_unlock_confirms_the_start() -> None:
+    api = ScriptedAPI(state(central_lock="UNLOCKED", driving_enabled=True))
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    assert api.calls == ["unlock-and-enable-driving", "rental-status IN_RENTAL"]
+    assert store.get("r-1").state is RentalState.RUNNING
+    calls = [e for e in store.log("r-1") if e["kind"] == "call"]
+    assert calls[0]["path"] == "/vehicles/V1/commands/unlock-and-enable-driving"
+    assert calls[0]["status"] == 200 and store.pending_effects("r-1") == []
+
+
+def test_an_unknown_outcome_is_never_resent_and_the_rental_keeps_waiting() -> None:
+    """Seed 000: 'the request may time out ... but ultimately the command might still be
+    executed'."""
+    api = ScriptedAPI(OutcomeUnknown("timed out", vehicle_id="V1"))
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    runner.sweep()
+    assert api.calls == ["unlock-and-enable-driving"]
+    assert store.get("r-1").state is RentalState.STARTING
+    (call,) = [e for e in store.log("r-1") if e["kind"] == "call"]
+    assert (call["status"], call["error"]) == (None, "timeout")
+
+
+def test_a_refused_unlock_fails_the_start_back_to_idle() -> None:
+    """Seed 002: 'If an error in the communication to the vehicle occurs earlier than the
+    timeout, the status will change earlier as well.'"""
+    api = ScriptedAPI(CommandNotSupported("no", status=409))
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    rental = store.get("r-1")
+    assert rental.state is RentalState.IDLE and rental.last_reason == "start_failed"
+
+
+def test_a_conflicting_command_is_retried_then_sent() -> None:
+    api = ScriptedAPI(ConflictingCommand("busy", status=409), {})
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    assert api.calls == ["unlock-and-enable-driving"] * 2
+    assert store.get("r-1").state is RentalState.STARTING
+
+
+def test_no_lock_command_goes_out_while_the_ignition_is_on() -> None:
+    """Seed 000: 'you should not execute any commands while the customer is driving'."""
+    api = ScriptedAPI(state(central_lock="UNLOCKED", driving_enabled=True), {})
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    store.merge_vehicle_state("V1", state(ignition="ON"))
+    engine.apply("r-1", "force_end")
+    api.calls.clear()
+    runner.sweep()
+    assert api.calls == ["rental-status NOT_IN_RENTAL"]
+
+
+def test_two_runners_never_send_the_same_effect() -> None:
+    api = ScriptedAPI()
+    store, engine, runner, clock = setup(api)
+    other = EffectRunner(store, engine, api, clock=clock, owner="w2")
+    engine.apply("r-1", "start")
+    (entry,) = store.pending_effects("r-1")
+    assert store.claim_effect("r-1", entry.effect_id, "w2", NOW)  # w2 is mid-call
+    runner.sweep()
+    assert api.calls == []
+    clock.advance(timedelta(minutes=5))  # w2 died: the effect is closed, never resent
+    runner.sweep()
+    assert api.calls == [] and store.pending_effects("r-1") == []
+    del other
+
+
+def test_the_timer_runner_fires_due_timers_once_and_drops_stale_ones() -> None:
+    """Seed 002: 45 s to rental/start; a cancelled timer must never fire late."""
+    store, engine, _, clock = setup(ScriptedAPI())
+    engine.apply("r-1", "start")
+    timers = TimerRunner(store, store.timers, engine, clock=clock)
+    assert timers.tick() == []
+    clock.advance(timedelta(seconds=46))
+    fired = timers.tick()
+    assert [d.timer for d in fired] == [Timer.STATE_CHECK, Timer.START_TIMEOUT]
+    assert store.get("r-1").state is RentalState.IDLE
+    assert timers.stats.max_lateness == timedelta(seconds=26)
+    assert timers.tick() == []
+    entries = [e for e in store.log("r-1") if e["kind"] == "timer"]
+    assert [e["timer"] for e in entries] == ["state_check", "start_timeout"]
+
+
+def test_a_timer_cancelled_after_being_queued_does_not_fire() -> None:
+    store, engine, _, clock = setup(ScriptedAPI())
+    engine.apply("r-1", "start")
+    engine.apply("r-1", "start_confirmed")  # cancels start_timeout and state_check
+    clock.advance(timedelta(seconds=50))
+    timers = TimerRunner(store, store.timers, engine, clock=clock)
+    assert timers.tick() == []
+    assert store.get("r-1").state is RentalState.RUNNING
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 40])
+def test_backoff_grows_with_jitter_and_is_capped(attempt: int) -> None:
+    rng = random.Random(7)
+    delays = [compute_backoff(attempt, rng=rng) for _ in range(200)]
+    ceiling = min(10.0, 0.1 * 2 ** (attempt - 1))
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 100
+    with pytest.raises(ValueError):
+        compute_backoff(0)

@@ -18,7 +18,7 @@ import structlog
 from .clock import Clock
 from .errors import VersionConflict
 from .machine import MACHINE, MACHINE_VERSION, WAITING_STATES, RentalMachine
-from .model import DEFAULT_DURATIONS, Decision, Facts, Rental, Timer, format_time
+from .model import DEFAULT_DURATIONS, Decision, Effect, Facts, Rental, Timer, format_time
 from .store.base import Commit, CommitOutcome, RentalStore
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,10 @@ class Engine:
         durations: Mapping[Timer, timedelta] = DEFAULT_DURATIONS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         listeners: Sequence[Listener] = (),
+        notify: bool = False,
     ) -> None:
+        #: Add ``Effect.NOTIFY_BOOKING`` to every transition's effects (a notifier is set).
+        self.notify = notify
         self.store = store
         self.clock = clock
         self.machine = machine
@@ -104,9 +107,10 @@ class Engine:
             if updates:
                 after = replace(after, extra={**after.extra, **updates})
             entries = [*inputs, transition_entry(decision, facts, now, after.version)]
+            effects = decision.effects + ((Effect.NOTIFY_BOOKING,) if self.notify else ())
             try:
                 outcome = self.store.commit(
-                    Commit(after, rental.version, event_id, decision.effects, tuple(entries))
+                    Commit(after, rental.version, event_id, effects, tuple(entries))
                 )
             except VersionConflict:
                 continue
@@ -120,6 +124,27 @@ class Engine:
             )
             self._notify(rental, after, decision)
             return Applied(outcome, after, decision, rental)
+        raise VersionConflict(rental_id)
+
+    def note(
+        self, rental_id: str, extra: Mapping[str, Any], *,
+        inputs: Sequence[Mapping[str, Any]] = (),
+    ) -> Rental:
+        """Update ``rental.extra`` and append log entries without a state change.
+
+        For what the status must show between transitions: the criteria that failed, an
+        unreachable vehicle, a best-effort command that failed. Versioned like a
+        transition, so a concurrent transition is never overwritten.
+        """
+        for _ in range(self.max_attempts):
+            rental = self.store.get(rental_id)
+            after = replace(rental, version=rental.version + 1, updated_at=self.clock.now(),
+                            extra={**rental.extra, **extra})
+            try:
+                self.store.commit(Commit(after, rental.version, None, (), tuple(inputs)))
+            except VersionConflict:
+                continue
+            return after
         raise VersionConflict(rental_id)
 
     def _notify(self, before: Rental, after: Rental, decision: Decision) -> None:

@@ -15,6 +15,8 @@ translated at the adapter that meets them, with ``raise ... from exc`` to keep t
      |    +-- UnknownTrigger                name not in the table
      |    +-- InvalidTransition             not allowed from the current state
      |    +-- GuardRejected                 .reasons (one per vetoing guard)
+     |         +-- EndRentalCriteriaNotMet  .unmet: the criteria the customer must fix
+     +-- NotAuthorized                      the booking backend's hook denied the customer
      +-- StoreError
      |    +-- RentalNotFound                .rental_id
      |    +-- RentalExists                  .rental_id
@@ -114,6 +116,27 @@ class GuardRejected(TransitionError):
         super().__init__(
             rental_id, state, trigger, f"{trigger!r} rejected: " + "; ".join(self.reasons)
         )
+
+
+class EndRentalCriteriaNotMet(GuardRejected):
+    """Raised by ``end_rental`` when end-rental criteria are not met (seed 000); ``unmet``
+    lists ``{"criterion", "actual", "expected"}`` so the app can tell the customer."""
+
+    def __init__(self, rental_id: str, state: str, unmet: Sequence[dict[str, object]]) -> None:
+        self.unmet = [dict(item) for item in unmet]
+        reasons = [f"{u['criterion']} is {u['actual']!r}, expected {u['expected']!r}"
+                   for u in self.unmet]
+        super().__init__(rental_id, state, "end", reasons)
+
+
+class NotAuthorized(RentalFSMError):
+    """Raised when the authorization hook denies a customer the vehicle; nothing is sent
+    (seed 000: make sure they are allowed to use the vehicle before sending commands)."""
+
+    def __init__(self, customer_id: str, vehicle_id: str) -> None:
+        self.customer_id = customer_id
+        self.vehicle_id = vehicle_id
+        super().__init__(f"customer {customer_id!r} may not use vehicle {vehicle_id!r}")
 
 
 class StoreError(RentalFSMError):

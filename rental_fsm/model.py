@@ -97,6 +97,10 @@ class Effect(str, Enum):
     SET_NOT_IN_RENTAL = "set_not_in_rental"
     #: POST request-vehicle-state, once, when states stop arriving (seed 000).
     REQUEST_VEHICLE_STATE = "request_vehicle_state"
+    #: Tell the booking backend about the transition (added to every commit by the
+    #: engine when a notifier is configured; seed 002: customer service may end a rental
+    #: at any time, and this is how the backend learns it).
+    NOTIFY_BOOKING = "notify_booking"
 
 
 @dataclass(frozen=True)

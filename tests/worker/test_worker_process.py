@@ -91,10 +91,7 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     queue = unique("rfsm-events")
     amqp_queues.append(queue)
     parts = redis_parts(redis_client, redis_namespace, AMQP_URL, [queue], api=None)
-    vehicles = [sim.add_vehicle("keyless") for _ in range(50)]
-    for vid in vehicles:
-        parts.store.set_capabilities(vid, KEYLESS_CAR)
-    rentals = _rentals_on(parts, vehicles)
+    vehicles, rentals = _fleet(parts, sim, 50)
     publish(amqp_connection, queue, stream(vehicles, 40))
     env = worker_env(redis_namespace, queue, sim, "redis://127.0.0.1:6379/0")
     log = tmp_path / "worker.log"
@@ -114,18 +111,21 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     assert_identical_to_an_uninterrupted_run(parts, rentals, sim, claimed_left)
 
 
-def _rentals_on(parts: Any, vehicles: list[str]) -> list[Any]:
+def _fleet(parts: Any, sim: Simulator, count: int) -> tuple[list[str], list[Any]]:
+    """``count`` keyless simulator vehicles, each with a started rental (unlock sent)."""
     from rental_fsm.model import Rental
 
+    vehicles = [sim.add_vehicle("keyless") for _ in range(count)]
     rentals = []
     for i, vid in enumerate(vehicles):
+        parts.store.set_capabilities(vid, KEYLESS_CAR)
         rid = f"kr{i}"
         parts.store.create(Rental(rid, vid, f"kc{i}"))
         parts.engine.apply(rid, "start", event_id=f"start-{i}")
         for entry in parts.store.pending_effects(rid):
             parts.store.complete_effect(rid, entry.effect_id)
         rentals.append(parts.store.get(rid))
-    return rentals
+    return vehicles, rentals
 
 
 def _free_port() -> int:
@@ -182,10 +182,7 @@ def test_the_worker_rides_out_a_redis_restart_and_loses_nothing(
     amqp_queues.append(queue)
     namespace = unique("rfsm-test")
     parts = redis_parts(client, namespace, AMQP_URL, [queue], api=None)
-    vehicles = [sim.add_vehicle("keyless") for _ in range(30)]
-    for vid in vehicles:
-        parts.store.set_capabilities(vid, KEYLESS_CAR)
-    rentals = _rentals_on(parts, vehicles)
+    vehicles, rentals = _fleet(parts, sim, 30)
     publish(amqp_connection, queue, stream(vehicles, 40))
     env = worker_env(namespace, queue, sim, f"redis://127.0.0.1:{private_redis['port']}/0")
     log = tmp_path / "worker.log"
@@ -228,10 +225,7 @@ def test_the_worker_reconnects_after_rabbitmq_restarts(
     queue = unique("rfsm-events")
     amqp_queues.append(queue)
     parts = redis_parts(redis_client, redis_namespace, AMQP_URL, [queue], api=None)
-    vehicles = [sim.add_vehicle("keyless") for _ in range(30)]
-    for vid in vehicles:
-        parts.store.set_capabilities(vid, KEYLESS_CAR)
-    rentals = _rentals_on(parts, vehicles)
+    vehicles, rentals = _fleet(parts, sim, 30)
     publish(amqp_connection, queue, stream(vehicles, 40))
     env = worker_env(redis_namespace, queue, sim, "redis://127.0.0.1:6379/0")
     log = tmp_path / "worker.log"

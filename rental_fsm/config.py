@@ -86,6 +86,8 @@ class Settings:
     end_timeout: timedelta = DEFAULT_DURATIONS[Timer.END_TIMEOUT]
     auto_cancel: timedelta = DEFAULT_DURATIONS[Timer.AUTO_CANCEL]
     namespace: str = DEFAULT_NAMESPACE
+    #: Exchange for RentalStateChanged notifications; None = no AMQP notifications.
+    notify_exchange: str | None = None
     retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS)
     log_format: str = "auto"
     log_level: str = "info"
@@ -144,6 +146,7 @@ class Settings:
             "end_timeout": reader.seconds("END_TIMEOUT_S"),
             "auto_cancel": reader.seconds("AUTO_CANCEL_S"),
             "namespace": reader.pattern("NAMESPACE", _NAMESPACE_RE),
+            "notify_exchange": reader.pattern("NOTIFY_EXCHANGE", _NAMESPACE_RE),
             "retention": reader.days("RETENTION_DAYS"),
             "log_format": reader.choice("LOG_FORMAT", LOG_FORMATS),
             "log_level": reader.choice("LOG_LEVEL", LOG_LEVELS),

@@ -33,6 +33,7 @@ from .engine import Engine
 from .errors import OneAPIError, OutcomeUnknown, RateLimited, TransitionError
 from .interpreter import Reading, interpret, value, vehicle_facts
 from .model import Effect, RentalState, format_time, parse_time
+from .notify import RENTAL_STATE_CHANGED, Notifier
 from .oneapi.resources import IN_RENTAL, NOT_IN_RENTAL, Result
 from .oneapi.vehicle_state import Capabilities, Command, VehicleState
 from .store.base import OutboxEntry, RentalStore
@@ -100,7 +101,9 @@ class EffectRunner:
     def __init__(
         self, store: RentalStore, engine: Engine, api: VehicleCommands, *, clock: Clock,
         owner: str, sleep: Callable[[float], None] = time.sleep,
+        notifier: Notifier | None = None,
     ) -> None:
+        self.notifier = notifier
         self.store = store
         self.engine = engine
         self.api = api
@@ -123,6 +126,12 @@ class EffectRunner:
             progress = False
             for entry in self.store.pending_effects(rental_id):
                 now = self.clock.now()
+                if entry.effect is Effect.NOTIFY_BOOKING:
+                    if not self._notify(entry):
+                        return outcomes  # the notifier is down: retry later, in order
+                    outcomes.append(EffectOutcome(entry.effect_id, entry.effect, "sent"))
+                    progress = True
+                    continue
                 if not self.store.claim_effect(rental_id, entry.effect_id, self.owner, now):
                     abandoned = self._close_abandoned(entry, now)
                     if abandoned is None:
@@ -133,6 +142,18 @@ class EffectRunner:
                     self.store.complete_effect(rental_id, entry.effect_id)
                 progress = True
         return outcomes
+
+    def _notify(self, entry: OutboxEntry) -> bool:
+        """At least once: not claimed, completed only after the notifier took it."""
+        if self.notifier is not None:
+            try:
+                self.notifier.publish(change_of(self.store, entry))
+            except Exception:
+                log.warning("notify.retrying", rental_id=entry.rental_id,
+                            version=entry.version, exc_info=True)
+                return False
+        self.store.complete_effect(entry.rental_id, entry.effect_id)
+        return True
 
     def _close_abandoned(self, entry: OutboxEntry, now: Any) -> EffectOutcome | None:
         claim = self.store.effect_claim(entry.rental_id, entry.effect_id)
@@ -234,6 +255,8 @@ class EffectRunner:
         if trigger is not None:
             self._apply(entry, trigger, f"{entry.effect_id}:failed", None,
                         extra={"last_failure": reason})
+        else:  # best effort (e.g. securing after a force end): reported, not raised
+            self.engine.note(entry.rental_id, {"last_failure": reason})
 
     def _apply(self, entry: OutboxEntry, trigger: str, event_id: str, facts: Any,
                extra: Mapping[str, Any] | None = None) -> None:
@@ -247,15 +270,37 @@ class EffectRunner:
     def _log_call(self, entry: OutboxEntry, vehicle_id: str, what: str, status: int | None,
                   body: Mapping[str, Any] | None, error: str | None,
                   exc: Exception | None) -> None:
-        method, path = _describe(vehicle_id, what)
-        record: dict[str, Any] = {
-            "kind": "call", "at": format_time(self.clock.now()), "method": method,
-            "path": path, "status": status, "body": body, "error": error,
-            "effect_id": entry.effect_id,
-        }
-        if exc is not None:
-            record["problem"] = type(exc).__name__
+        record = call_entry(self.clock.now(), vehicle_id, what, status, body, error, exc)
+        record["effect_id"] = entry.effect_id
         self.store.append_log(entry.rental_id, [record])
+
+
+def call_entry(now: Any, vehicle_id: str, what: str, status: int | None,
+               body: Mapping[str, Any] | None, error: str | None,
+               exc: Exception | None = None) -> dict[str, Any]:
+    """The rental-log ``call`` entry of one OneAPI call and its outcome."""
+    method, path = _describe(vehicle_id, what)
+    record: dict[str, Any] = {"kind": "call", "at": format_time(now), "method": method,
+                              "path": path, "status": status, "body": body, "error": error}
+    if exc is not None:
+        record["problem"] = type(exc).__name__
+    return record
+
+
+def change_of(store: RentalStore, entry: OutboxEntry) -> dict[str, Any]:
+    """The RentalStateChanged notification of the commit that made ``entry.version``."""
+    from .status import RentalStatus
+
+    transition: dict[str, Any] = next((e for e in reversed(store.log(entry.rental_id))
+                       if e.get("kind") == "transition" and e.get("version") == entry.version),
+                      {})
+    return {
+        "type": RENTAL_STATE_CHANGED, "message_id": f"{entry.rental_id}:{entry.version}",
+        "rental_id": entry.rental_id, "version": entry.version,
+        "trigger": transition.get("trigger"), "source": transition.get("source"),
+        "dest": transition.get("dest"), "at": transition.get("at"),
+        "status": RentalStatus.of(store.get(entry.rental_id)).to_dict(),
+    }
 
 
 def _describe(vehicle_id: str, what: str) -> tuple[str, str]:
@@ -265,4 +310,5 @@ def _describe(vehicle_id: str, what: str) -> tuple[str, str]:
     return "POST", f"/vehicles/{vehicle_id}/commands/{what}"
 
 
-__all__: Sequence[str] = ("EffectOutcome", "EffectRunner", "FAILURE_TRIGGERS", "plan")
+__all__: Sequence[str] = ("EffectOutcome", "EffectRunner", "FAILURE_TRIGGERS", "call_entry",
+                          "change_of", "plan")

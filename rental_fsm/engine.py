@@ -25,6 +25,9 @@ log = structlog.get_logger(__name__)
 
 #: How often a lost compare-and-set is retried with fresh state before giving up.
 DEFAULT_MAX_ATTEMPTS = 16
+#: How long after a start gave up a late unlock of its vehicle is still secured.
+ABORT_WATCH = timedelta(minutes=15)
+_ABORTS = frozenset({"start_timeout", "start_failed"})
 
 Listener = Callable[[Rental, Rental, Decision], None]
 
@@ -116,6 +119,8 @@ class Engine:
                 continue
             if outcome is CommitOutcome.DUPLICATE:
                 return Applied(outcome, self.store.get(rental_id))
+            if trigger in _ABORTS:  # seed 000: the unlock may still happen; watch for it
+                self.store.remember_abort(rental.vehicle_id, rental_id, ABORT_WATCH)
             log.info(
                 "rental.transitioned", rental_id=rental_id, vehicle_id=rental.vehicle_id,
                 trigger=trigger, source=decision.source.value, dest=decision.dest.value,

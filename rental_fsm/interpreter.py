@@ -137,6 +137,14 @@ def interpret(
         if Timer.AUTO_CANCEL in timers and interacted(reading):
             return "customer_interacted"
         return None
+    if state is S.IDLE and waiting_since is not None:
+        # Rule 2: the start gave up, but the unlock it sent happened after all.
+        if _readable(reading, *lock_props) and any(
+            value(reading.state, p) in ("UNLOCKED", True) for p in lock_props
+            if reading.caps.can_read(p)
+        ) and _fresh(reading, lock_props, waiting_since):
+            return "unlock_after_abort"
+        return None
     if state is S.STOPOVER and has_key(reading.caps):
         resumed = value(reading.touched, "central_lock") == "UNLOCKED" or value(
             reading.touched, "ignition") == "ON"

@@ -92,8 +92,20 @@ def test_an_interaction_while_auto_cancel_is_armed_disarms_it(touched: dict[str,
 def test_events_move_nothing_in_states_that_wait_for_nothing() -> None:
     """Rule 11: events that arrive while no command is pending never move the rental."""
     r = reading(central_lock="UNLOCKED", driving_enabled=True)
-    for state in (S.IDLE, S.ENDED, S.STOPOVER):
+    for state in (S.ENDED, S.STOPOVER):
         assert interpret(state, r, waiting_since=SINCE) is None
+    assert interpret(S.IDLE, r, waiting_since=None) is None  # never started
+
+
+def test_an_unlock_seen_after_the_start_gave_up_is_recognised() -> None:
+    """Rule 2: if the unlock is confirmed after the rental gave up, the vehicle is secured
+    again (seed 000: a timed-out command 'might still be executed')."""
+    late = reading(central_lock="UNLOCKED")
+    assert interpret(S.IDLE, late, waiting_since=SINCE) == "unlock_after_abort"
+    old = reading(stamp=BEFORE, central_lock="UNLOCKED")
+    assert interpret(S.IDLE, old, waiting_since=SINCE) is None
+    locked = reading(central_lock="LOCKED", driving_enabled=False)
+    assert interpret(S.IDLE, locked, waiting_since=SINCE) is None
 
 
 def test_facts_come_from_capabilities_and_state() -> None:

@@ -75,10 +75,6 @@ class DeadLetters(Protocol):
             headers: Mapping[str, Any] | None = None) -> str: ...
 
 
-class ActiveRentals(Protocol):
-    def active_rental(self, vehicle_id: str) -> str | None: ...
-
-
 class EventHandler:
     """Applies decoded OneAPI events to rentals through the engine."""
 
@@ -130,6 +126,8 @@ class EventHandler:
         if event.kind is EventKind.VEHICLE_CHANGED:
             self._refresh_capabilities(event)
         rental_id = self._active_rental(event.vehicle_id)
+        if rental_id is None:  # a start that gave up still watches for a late unlock
+            rental_id = self.store.aborted_rental(event.vehicle_id)
         if rental_id is not None and self.store.was_applied(rental_id, env.event_id):
             return Handled(Outcome.DUPLICATE, rental_id=rental_id, **base)
         touched: dict[str, Any] = {}
@@ -175,8 +173,7 @@ class EventHandler:
                        dest=applied.decision.dest.value, **base)
 
     def _active_rental(self, vehicle_id: str) -> str | None:
-        finder: ActiveRentals = self.store  # type: ignore[assignment]
-        return finder.active_rental(vehicle_id)
+        return self.store.active_rental(vehicle_id)
 
     def _refresh_capabilities(self, event: VehicleEvent) -> None:
         caps = (event.vehicle or {}).get("capabilities")

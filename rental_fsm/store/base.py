@@ -172,6 +172,7 @@ class Keys:
         {ns}:caps:<vehicle_id>             string  capabilities JSON
         {ns}:effect-claims:<rental_id>     hash    effect_id -> "owner|claimed epoch ms"
         {ns}:dead-letters                  stream  malformed messages with the reason
+        {ns}:vehicle-aborted:<vehicle_id>  string  rental whose start gave up (expires)
 
     **Slots.** One commit must touch the rental's keys *and* the vehicle and customer
     indexes *and* the timer queue, so in Redis Cluster they must hash to one slot. A
@@ -233,6 +234,9 @@ class Keys:
 
     def effect_claims(self, rental_id: str) -> str:
         return self._key("effect-claims", rental_id)
+
+    def vehicle_aborted(self, vehicle_id: str) -> str:
+        return self._key("vehicle-aborted", vehicle_id)
 
     @property
     def dead_letters(self) -> str:
@@ -359,6 +363,15 @@ class RentalStore(Protocol):
 
     def effect_claim(self, rental_id: str, effect_id: str) -> tuple[str, datetime] | None:
         """Who claimed an effect and when, or None."""
+        ...
+
+    def remember_abort(self, vehicle_id: str, rental_id: str, ttl: timedelta) -> None:
+        """Remember for ``ttl`` that ``rental_id``'s start on the vehicle gave up, so an
+        unlock that still happens later can be recognised and secured (seed 000)."""
+        ...
+
+    def aborted_rental(self, vehicle_id: str) -> str | None:
+        """The rental whose start on this vehicle recently gave up, or None."""
         ...
 
 

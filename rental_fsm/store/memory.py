@@ -66,6 +66,7 @@ class InMemoryRentalStore:
         self._vstate: dict[str, dict[str, tuple[int, dict[str, Any]]]] = {}
         self._caps: dict[str, str] = {}
         self._claims: dict[str, dict[str, str]] = {}
+        self._aborted: dict[str, tuple[str, datetime]] = {}
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -258,6 +259,18 @@ class InMemoryRentalStore:
         with self._lock:
             text = self._caps.get(vehicle_id)
         return None if text is None else dict(json.loads(text))
+
+    def remember_abort(self, vehicle_id: str, rental_id: str, ttl: timedelta) -> None:
+        with self._lock:
+            self._aborted[vehicle_id] = (rental_id, self._clock.now() + ttl)
+
+    def aborted_rental(self, vehicle_id: str) -> str | None:
+        with self._lock:
+            found = self._aborted.get(vehicle_id)
+            if found is None or found[1] <= self._clock.now():
+                self._aborted.pop(vehicle_id, None)
+                return None
+            return found[0]
 
     def active_rental(self, vehicle_id: str) -> str | None:
         with self._lock:

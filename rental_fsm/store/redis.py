@@ -411,6 +411,16 @@ class RedisRentalStore:
         with redis_errors("set capabilities"):
             self._client.set(self.keys.capabilities(vehicle_id), _dumps(dict(capabilities)))
 
+    def remember_abort(self, vehicle_id: str, rental_id: str, ttl: timedelta) -> None:
+        with redis_errors("remember aborted start"):
+            self._client.set(self.keys.vehicle_aborted(vehicle_id), rental_id,
+                             px=max(1, ttl // timedelta(milliseconds=1)))
+
+    def aborted_rental(self, vehicle_id: str) -> str | None:
+        with redis_errors("read aborted start"):
+            raw = cast("bytes | None", self._client.get(self.keys.vehicle_aborted(vehicle_id)))
+        return None if raw is None else _text(raw)
+
     def active_rental(self, vehicle_id: str) -> str | None:
         with redis_errors("read vehicle index"):
             raw = cast("bytes | None", self._client.get(self.keys.vehicle_active(vehicle_id)))

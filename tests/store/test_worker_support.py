@@ -83,3 +83,21 @@ def test_memory_dead_letters_keep_every_message() -> None:
     for i in range(3):
         letters.put(f"m{i}".encode(), reason="bad", queue="q")
     assert [x["body"] for x in letters.list()] == ["m0", "m1", "m2"]
+
+
+def test_an_aborted_start_is_remembered_for_its_vehicle_until_it_expires(
+    store: RentalStore,
+) -> None:
+    from datetime import timedelta
+
+    assert store.aborted_rental("V-x") is None
+    store.remember_abort("V-x", "R-x", timedelta(seconds=60))
+    assert store.aborted_rental("V-x") == "R-x"
+    store.remember_abort("V-y", "R-y", timedelta(milliseconds=1))
+    import time
+
+    time.sleep(0.01)
+    clock = getattr(store, "_clock", None)
+    if clock is not None:  # the in-memory store measures expiry on its (manual) clock
+        clock.advance(timedelta(seconds=1))
+    assert store.aborted_rental("V-y") is None

@@ -205,6 +205,10 @@ class EffectRunner:
                 self._log_call(entry, vehicle_id, what, None, None, error, exc)
                 log.warning("effect.outcome_unknown", rental_id=entry.rental_id,
                             effect=entry.effect.value, command=what, flow_id=exc.flow_id)
+                if entry.effect is Effect.REQUEST_VEHICLE_STATE:
+                    # Seed 000: no connection even for a state request; the app may fall
+                    # back to Bluetooth. Cleared when the vehicle is heard from again.
+                    self.engine.note(entry.rental_id, {"vehicle_unreachable": True})
                 return EffectOutcome(entry.effect_id, entry.effect, "unknown", str(exc))
             except OneAPIError as exc:
                 self._log_call(entry, vehicle_id, what, exc.status, None, None, exc)
@@ -243,7 +247,7 @@ class EffectRunner:
         waiting = rental.extra.get("waiting_since")
         trigger = interpret(rental.state, Reading(touched, merged, caps),
                             waiting_since=parse_time(waiting) if isinstance(waiting, str)
-                            else None, timers=rental.timers)
+                            else None, timers=rental.timers, last_reason=rental.last_reason)
         if trigger is None:
             return
         self._apply(entry, trigger, f"{entry.effect_id}:response",

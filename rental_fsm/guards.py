@@ -73,3 +73,11 @@ def auto_cancel_armed(ctx: GuardContext) -> Verdict:
     if Timer.AUTO_CANCEL in ctx.rental.timers:
         return PASS
     return Verdict(False, "no auto-cancel pending")
+
+
+def end_timed_out(ctx: GuardContext) -> Verdict:
+    """Seed 000: a lock that timed out 'might still be executed'; its late confirmation
+    still ends the rental, as long as nothing happened since the end timed out."""
+    if ctx.rental.last_reason == "end_timeout":
+        return PASS
+    return Verdict(False, "no end attempt is waiting for a late confirmation")

@@ -110,7 +110,7 @@ def interacted(reading: Reading) -> bool:
 
 def interpret(
     state: RentalState, reading: Reading, *, waiting_since: datetime | None,
-    timers: Collection[Timer] = (),
+    timers: Collection[Timer] = (), last_reason: str | None = None,
 ) -> str | None:
     """The trigger this reading causes for a rental in ``state``, or None."""
     lock_props = ("central_lock", "driving_enabled")
@@ -132,6 +132,10 @@ def interpret(
             return "end_confirmed"
         return None
     if state is S.RUNNING:
+        if last_reason == "end_timeout" and secured(reading) and _fresh(
+            reading, lock_props, waiting_since
+        ):
+            return "late_end_confirmed"
         if has_key(reading.caps) and _parked(reading):
             return "vehicle_parked"
         if Timer.AUTO_CANCEL in timers and interacted(reading):

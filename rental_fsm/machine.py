@@ -148,6 +148,11 @@ TRANSITIONS: tuple[Row, ...] = (
     Row("end_timeout", (S.ENDING,), S.RUNNING, cancels=(T.STATE_CHECK,),
         effects=(E.SET_IN_RENTAL,), sets={**_BACK_TO_RUNNING, "last_reason": "end_timeout"},
         rule="002: a maximum timeout of 45 seconds to rental/end"),
+    Row("late_end_confirmed", (S.RUNNING,), S.ENDED, guards=(g.end_timed_out,),
+        cancels=(T.AUTO_CANCEL,), effects=(E.SET_NOT_IN_RENTAL,),
+        sets={"end_reason": EndReason.COMPLETED, "billable": True, "last_reason": None},
+        rule="000: a timed-out command may still run; a late CentralLockChanged showing "
+             "the lock completes the end (underground garage)"),
     Row("state_check", (S.ENDING,), S.ENDING, effects=(E.REQUEST_VEHICLE_STATE,),
         rule="000: underground garage: actively request a new vehicle state"),
     # -- customer service (seed 002 "Manual end rental through Customer Service") -------

@@ -113,3 +113,10 @@ def test_facts_come_from_capabilities_and_state() -> None:
     assert facts.has_key and facts.can_unlock and facts.ignition_on is True
     assert vehicle_facts(MOPED, {}).ignition_on is None
     assert not vehicle_facts(Capabilities(frozenset(), frozenset()), {}).can_unlock
+
+
+def test_a_lock_seen_after_the_end_timed_out_is_a_late_end_confirmation() -> None:
+    locked = reading(central_lock="LOCKED", driving_enabled=False)
+    assert interpret(S.RUNNING, locked, waiting_since=SINCE,
+                     last_reason="end_timeout") == "late_end_confirmed"
+    assert interpret(S.RUNNING, locked, waiting_since=SINCE, last_reason=None) is None

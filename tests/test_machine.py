@@ -279,3 +279,16 @@ def test_rental_records_round_trip_through_json() -> None:
     rental = run(fresh(customer_status_before=CustomerStatus.IN_RESERVATION),
                  "start", "start_confirmed", "end")
     assert Rental.from_dict(json.loads(json.dumps(rental.to_dict()))) == rental
+
+
+def test_a_late_lock_after_an_end_timeout_completes_the_end_and_nothing_else_does() -> None:
+    """Seed 000: a lock command that timed out 'might still be executed'; its late
+    confirmation ends the rental (billed, NOT_IN_RENTAL set again)."""
+    timed_out = run(fresh(), "start", "start_confirmed", "end", "end_timeout")
+    decision = decide(timed_out, "late_end_confirmed", now=NOW)
+    assert decision.dest is S.ENDED and Effect.SET_NOT_IN_RENTAL in decision.effects
+    ended = decision.apply(timed_out, NOW)
+    assert ended.end_reason is EndReason.COMPLETED and ended.billable
+    never_ended = run(fresh(), "start", "start_confirmed")
+    with pytest.raises(GuardRejected, match="no end attempt"):
+        decide(never_ended, "late_end_confirmed", now=NOW)

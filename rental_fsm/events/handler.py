@@ -152,14 +152,20 @@ class EventHandler:
         trigger = interpret(
             rental.state, Reading(touched, state, caps),
             waiting_since=parse_time(waiting) if isinstance(waiting, str) else None,
-            timers=rental.timers,
+            timers=rental.timers, last_reason=rental.last_reason,
         )
+        heard = {"vehicle_unreachable": False} if rental.extra.get("vehicle_unreachable") \
+            else None  # the vehicle is back: the status stops saying it is unreachable
         if trigger is None:
-            self.store.append_log(rental_id, [entry])
+            if heard:
+                self.engine.note(rental_id, heard, inputs=[entry])
+            else:
+                self.store.append_log(rental_id, [entry])
             return Handled(Outcome.RECORDED, rental_id=rental_id, **base)
         try:
             applied = self.engine.apply(rental_id, trigger, event_id=env.event_id,
-                                        facts=vehicle_facts(caps, state), inputs=[entry])
+                                        facts=vehicle_facts(caps, state), inputs=[entry],
+                                        extra=heard)
         except TransitionError as exc:
             self.store.append_log(rental_id, [{**entry, "outcome": "rejected"}])
             log.info("rental.rejected", rental_id=rental_id, trigger=trigger,

@@ -52,6 +52,8 @@ class KombuEventConsumer(ConsumerMixin):  # type: ignore[misc]
         self.declare = declare
         self.on_handled = on_handled
         self._stop = threading.Event()
+        #: Set once the consumers are registered with the broker (tests, health checks).
+        self.ready = threading.Event()
         self._sleep = sleep or self._interruptible_sleep
         self.handled = 0
 
@@ -83,6 +85,9 @@ class KombuEventConsumer(ConsumerMixin):  # type: ignore[misc]
     def get_consumers(self, consumer_cls: Any, channel: Any) -> list[Any]:
         return [consumer_cls(queues=self._queues(), accept=["json"],
                              on_message=self.on_message, prefetch_count=self.prefetch)]
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kw: Any) -> None:
+        self.ready.set()
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
         log.warning("broker.unavailable", error=str(exc), retry_in_s=interval)

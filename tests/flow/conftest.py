@@ -51,6 +51,7 @@ def stack(amqp_connection: Any, amqp_queues: list[str]) -> Iterator[Stack]:
     holder["stack"] = stack = Stack(sim, orch, worker)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
+    assert worker.consumer.ready.wait(30), "the worker never started consuming"
     try:
         yield stack
     finally:

@@ -67,11 +67,17 @@ class Stack:
         """Start, wait for RUNNING, interact so the auto-cancel stays away."""
         self.start(rental_id, vehicle_id)
         self.wait_for(rental_id, RentalState.RUNNING)
-        self.sim.open_doors(vehicle_id)
-        self.sim.close_doors(vehicle_id)
+        # Seed 002's interaction: the ignition goes on (every model reports it), then off.
+        self.sim.ignition(vehicle_id, True)
         deadline = time.monotonic() + 10
-        while Timer.AUTO_CANCEL in self.orch.store.get(rental_id).timers:
+        while "customer_interacted" not in self.transitions(rental_id):
+            assert "auto_cancel" not in self.transitions(rental_id), "auto-cancelled first"
             assert time.monotonic() < deadline, "the interaction never reached the rental"
+            time.sleep(0.05)
+        self.sim.ignition(vehicle_id, False)
+        while self.orch.store.vehicle_state(vehicle_id).get("ignition", {}).get(
+                "value") != "OFF":
+            assert time.monotonic() < deadline, "the ignition-off event never arrived"
             time.sleep(0.05)
         return self.orch.status(rental_id)
 

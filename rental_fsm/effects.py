@@ -14,8 +14,8 @@ single ones), sends them, and feeds what comes back into the machine:
   may have run (seed 000 "Command responses"); the rental waits for events, its
   ``state_check`` timer requests a state once, and its timeout bounds the wait.
 
-Seed 000: "you should not execute any commands while the customer is driving": no lock or
-disable command goes out while the cached ignition is ON.
+Seed 000: "you should not execute any commands while the customer is driving": no vehicle
+command goes out while the cached ignition is ON (rental-status calls are not commands).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ MAX_RETRY_WAIT_S = 3.0
 #: A claim older than this belongs to a sender that died: its call may have run, so the
 #: effect is closed as "outcome unknown", never sent again.
 CLAIM_LEASE = timedelta(minutes=2)
+#: Follow-up transitions one ``run_rental`` may chase before leaving the rest to a sweep.
+MAX_FOLLOW_UP_ROUNDS = 8
 
 #: Which state waits for which effect, and the trigger its definite failure causes.
 FAILURE_TRIGGERS: Mapping[tuple[RentalState, Effect], str] = {
@@ -122,7 +124,12 @@ class EffectRunner:
         """Run one rental's pending effects in commit order."""
         outcomes: list[EffectOutcome] = []
         progress = True
+        rounds = 0
         while progress:  # a response may commit a follow-up whose effects run right away
+            rounds += 1
+            if rounds > MAX_FOLLOW_UP_ROUNDS:  # never spin: the next sweep goes on
+                log.error("effect.too_many_rounds", rental_id=rental_id, rounds=rounds)
+                return outcomes
             progress = False
             for entry in self.store.pending_effects(rental_id):
                 now = self.clock.now()
@@ -168,7 +175,6 @@ class EffectRunner:
         rental = self.store.get(entry.rental_id)
         caps = Capabilities.from_json(self.store.capabilities(rental.vehicle_id)
                                       or {"commands": [], "vehicle_state": []})
-        state = self.store.vehicle_state(rental.vehicle_id)
         if entry.effect in (Effect.SET_IN_RENTAL, Effect.SET_NOT_IN_RENTAL):
             status = IN_RENTAL if entry.effect is Effect.SET_IN_RENTAL else NOT_IN_RENTAL
             return self._call(entry, rental.vehicle_id, f"rental-status {status}",
@@ -178,25 +184,36 @@ class EffectRunner:
             log.warning("effect.skipped", effect=entry.effect.value, rental_id=rental.rental_id,
                         reason="no capability for it")
             return EffectOutcome(entry.effect_id, entry.effect, "skipped", "no capability")
-        if entry.effect is Effect.SECURE_VEHICLE and value(state, "ignition") == "ON":
-            log.warning("effect.skipped", effect=entry.effect.value, rental_id=rental.rental_id,
-                        reason="ignition is on")
-            self._fail(entry, "ignition is on: no command while the customer is driving")
-            return EffectOutcome(entry.effect_id, entry.effect, "skipped", "ignition on")
         outcome = EffectOutcome(entry.effect_id, entry.effect, "sent")
+        touched: dict[str, Any] = {}
         for command in commands:
+            # Seed 000: never while someone drives; checked before every command, as a
+            # response half-way through a sequence may be what reveals the ignition.
+            if value(self.store.vehicle_state(rental.vehicle_id), "ignition") == "ON":
+                log.warning("effect.skipped", effect=entry.effect.value,
+                            rental_id=rental.rental_id, command=command.value,
+                            reason="ignition is on")
+                outcome = EffectOutcome(entry.effect_id, entry.effect, "skipped",
+                                        "ignition on")
+                self._fail(entry, "ignition is on: no command while the customer is driving")
+                break
             outcome = self._call(
                 entry, rental.vehicle_id, command.value,
                 lambda c=command: self.api.command(rental.vehicle_id, c),  # type: ignore[misc]
+                touched=touched,
             )
             if outcome.result != "sent":
                 break
+        if touched:  # judged once the whole sequence ran, not half-way through it
+            self._feed_response(entry, rental.vehicle_id, touched)
         return outcome
 
     def _call(
         self, entry: OutboxEntry, vehicle_id: str, what: str,
-        send: Callable[[], Result[Any]],
+        send: Callable[[], Result[Any]], touched: dict[str, Any] | None = None,
     ) -> EffectOutcome:
+        """Send one call; merge a returned state into the cache and into ``touched``
+        (or interpret it at once when no sequence collects it)."""
         for attempt in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
             try:
                 result = send()
@@ -225,7 +242,12 @@ class EffectRunner:
             body = state.to_json() if isinstance(state, VehicleState) else None
             self._log_call(entry, vehicle_id, what, result.status, body, None, None)
             if body:
-                self._feed_response(entry, vehicle_id, body)
+                merged = self.store.merge_vehicle_state(vehicle_id, body)
+                won = {p: v for p, v in body.items() if merged.get(p) == v}
+                if touched is None:
+                    self._feed_response(entry, vehicle_id, won)
+                else:
+                    touched.update(won)
             return EffectOutcome(entry.effect_id, entry.effect, "sent")
         return EffectOutcome(entry.effect_id, entry.effect, "refused", "retries exhausted")
 
@@ -238,9 +260,9 @@ class EffectRunner:
         return max(wait, 0.0) if wait <= MAX_RETRY_WAIT_S else None
 
     def _feed_response(self, entry: OutboxEntry, vehicle_id: str,
-                       body: Mapping[str, Any]) -> None:
-        merged = self.store.merge_vehicle_state(vehicle_id, body)
-        touched = {p: v for p, v in body.items() if merged.get(p) == v}
+                       touched: Mapping[str, Any]) -> None:
+        """Interpret what the responses brought (already merged) like an event."""
+        merged = self.store.vehicle_state(vehicle_id)
         rental = self.store.get(entry.rental_id)
         caps = Capabilities.from_json(self.store.capabilities(vehicle_id)
                                       or {"commands": [], "vehicle_state": []})

@@ -100,6 +100,14 @@ def secured(reading: Reading) -> bool:
     return bool(readable) and all(value(reading.state, p) == checks[p] for p in readable)
 
 
+def accessible(reading: Reading) -> bool:
+    """Open to anyone: the central lock UNLOCKED, or, without one, driving enabled."""
+    if reading.caps.can_read("CENTRAL_LOCK"):
+        return value(reading.state, "central_lock") == "UNLOCKED"
+    return reading.caps.can_read("DRIVING_ENABLED") and bool(
+        value(reading.state, "driving_enabled") is True)
+
+
 def interacted(reading: Reading) -> bool:
     """Seed 002's 'interact within the vehicle': a door opened, ignition on, key taken."""
     signs = {"doors_status": "OPEN", "ignition": "ON", "vehicle_key": "NOT_PRESENT"}
@@ -143,10 +151,7 @@ def interpret(
         return None
     if state is S.IDLE and waiting_since is not None:
         # Rule 2: the start gave up, but the unlock it sent happened after all.
-        if _readable(reading, *lock_props) and any(
-            value(reading.state, p) in ("UNLOCKED", True) for p in lock_props
-            if reading.caps.can_read(p)
-        ) and _fresh(reading, lock_props, waiting_since):
+        if accessible(reading) and _fresh(reading, lock_props, waiting_since):
             return "unlock_after_abort"
         return None
     if state is S.STOPOVER and has_key(reading.caps):

@@ -186,3 +186,40 @@ def test_backoff_grows_with_jitter_and_is_capped(attempt: int) -> None:
     assert len(set(delays)) > 100
     with pytest.raises(ValueError):
         compute_backoff(0)
+
+
+def test_securing_with_single_commands_after_an_aborted_start_does_not_loop() -> None:
+    """Regression (found by the stateful property test): the response to
+    lock-central-lock still shows driving enabled; judged half-way through the sequence
+    it looked like a late unlock, which secured again, forever."""
+    api = ScriptedAPI(
+        state(central_lock="LOCKED", driving_enabled=True),    # lock-central-lock
+        state(central_lock="LOCKED", driving_enabled=False),   # disable-driving
+    )
+    store, engine, runner, clock = setup(api, SEPARATE)
+    engine.apply("r-1", "start")
+    for entry in store.pending_effects("r-1"):
+        store.complete_effect("r-1", entry.effect_id)
+    engine.apply("r-1", "start_timeout")
+    for entry in store.pending_effects("r-1"):  # its own securing already went out
+        store.complete_effect("r-1", entry.effect_id)
+    store.merge_vehicle_state("V1", state(central_lock="UNLOCKED", driving_enabled=True))
+    engine.apply("r-1", "unlock_after_abort")
+    api.calls.clear()
+    runner.sweep()
+    assert api.calls == ["lock-central-lock", "disable-driving"]
+    assert [e["trigger"] for e in store.log("r-1") if e["kind"] == "transition"].count(
+        "unlock_after_abort") == 1
+
+
+def test_a_response_revealing_the_ignition_stops_the_rest_of_the_sequence() -> None:
+    """Regression (found by the stateful property test): unlock-central-lock's response
+    showed the ignition ON, and enable-driving still went out. Seed 000: no command while
+    the customer is driving."""
+    api = ScriptedAPI(state(central_lock="UNLOCKED", ignition="ON"))
+    store, engine, runner, _ = setup(api, SEPARATE)
+    engine.apply("r-1", "start")
+    runner.sweep()
+    assert api.calls == ["unlock-central-lock"]
+    rental = store.get("r-1")
+    assert rental.state is RentalState.IDLE and "ignition is on" in rental.extra["last_failure"]

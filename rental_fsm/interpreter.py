@@ -103,7 +103,7 @@ def secured(reading: Reading) -> bool:
 def accessible(reading: Reading) -> bool:
     """Open to anyone: the central lock UNLOCKED, or, without one, driving enabled."""
     if reading.caps.can_read("CENTRAL_LOCK"):
-        return value(reading.state, "central_lock") == "UNLOCKED"
+        return bool(value(reading.state, "central_lock") == "UNLOCKED")
     return reading.caps.can_read("DRIVING_ENABLED") and bool(
         value(reading.state, "driving_enabled") is True)
 

@@ -29,7 +29,7 @@ diagrams-check: $(STAMP)
 
 ## lint: ruff and mypy --strict
 lint: $(STAMP)
-	$(VENV)/bin/ruff check --line-length 100 --select E,F,W,I,B,UP --target-version py310 rental_fsm tests
+	$(VENV)/bin/ruff check --line-length 100 --select E,F,W,I,B,UP --target-version py310 rental_fsm tests examples
 	$(VENV)/bin/mypy rental_fsm
 
 typecheck: lint

@@ -6,14 +6,17 @@ __version__ = "0.1.0"
 
 from .clock import Clock, ManualClock, SystemClock
 from .config import Secret, Settings
+from .criteria import BusinessArea, Circle, EndPolicy
 from .errors import (
     ConfigurationError,
     CorruptRecord,
     CustomerBusy,
     DefinitionError,
+    EndRentalCriteriaNotMet,
     GuardRejected,
     InvalidInput,
     InvalidTransition,
+    NotAuthorized,
     OneAPIError,
     OutcomeUnknown,
     RentalExists,
@@ -38,9 +41,13 @@ from .model import (
     RentalState,
     Timer,
 )
+from .orchestrator import Orchestrator
+from .status import Pending, RentalStatus
 
 __all__ = [
     "ArmedTimer",
+    "BusinessArea",
+    "Circle",
     "Clock",
     "ConfigurationError",
     "CorruptRecord",
@@ -49,21 +56,27 @@ __all__ = [
     "Decision",
     "DefinitionError",
     "Effect",
+    "EndPolicy",
     "EndReason",
+    "EndRentalCriteriaNotMet",
     "Facts",
     "GuardRejected",
     "InvalidInput",
     "InvalidTransition",
     "MACHINE",
     "ManualClock",
+    "NotAuthorized",
     "OneAPIError",
+    "Orchestrator",
     "OutcomeUnknown",
+    "Pending",
     "Rental",
     "RentalExists",
     "RentalFSMError",
     "RentalMachine",
     "RentalNotFound",
     "RentalState",
+    "RentalStatus",
     "Row",
     "Secret",
     "Settings",

@@ -7,7 +7,10 @@ pulling in requests.
 
 from __future__ import annotations
 
-from .client import FLOW_ID_HEADER, OneAPIClient
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import FLOW_ID_HEADER, OneAPIClient
 from .problems import PROBLEM_TYPES
 from .resources import IN_RENTAL, NOT_IN_RENTAL, PAGINATION, Result, SetupStatus, Vehicle
 from .vehicle_state import (
@@ -42,3 +45,12 @@ __all__ = [
     "Vehicle",
     "VehicleState",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the HTTP client (and requests) only when it is asked for."""
+    if name in ("OneAPIClient", "FLOW_ID_HEADER"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -175,9 +175,14 @@ class Orchestrator:
             except RentalExists:
                 return self.start_rental(rental_id, vehicle_id=vehicle_id,
                                          customer_id=customer_id, customer_status=before)
-        facts = vehicle_facts(caps, self.store.vehicle_state(vehicle_id))
+        state = self.store.vehicle_state(vehicle_id)
+        facts = vehicle_facts(caps, state)
+        # What replay needs to decide the same way without asking OneAPI (added fields).
+        context = {"capabilities": {"commands": sorted(caps.commands),
+                                    "vehicle_state": sorted(caps.vehicle_state)},
+                   "vehicle_state": state}
         return self._transition(rental_id, "start", call, facts=facts,
-                                event_id=f"request:{rental_id}:start")
+                                event_id=f"request:{rental_id}:start", context=context)
 
     def status(self, rental_id: str) -> RentalStatus:
         """The rental's current status. Raises RentalNotFound."""
@@ -323,28 +328,30 @@ class Orchestrator:
                  error=type(error).__name__, reason=str(error))
         raise error
 
-    def _request(self, call: _Call, error: RentalFSMError | None = None) -> dict[str, Any]:
+    def _request(self, call: _Call, error: RentalFSMError | None = None,
+                 context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"ok": True}
         if error is not None:
             result = {"error": type(error).__name__, "message": str(error)}
             if isinstance(error, EndRentalCriteriaNotMet):
                 result["unmet"] = error.unmet
         return {"kind": "request", "at": format_time(self.clock.now()), "op": call.op,
-                "args": dict(call.args), "result": result}
+                "args": dict(call.args), "result": result, **(context or {})}
 
     def _transition(
         self, rental_id: str, trigger: str, call: _Call, *, facts: Any = None,
         event_id: str | None = None, extra: Mapping[str, Any] | None = None,
-        pre: list[dict[str, Any]] | None = None,
+        pre: list[dict[str, Any]] | None = None, context: Mapping[str, Any] | None = None,
     ) -> RentalStatus:
         try:
-            applied = self.engine.apply(rental_id, trigger, event_id=event_id, facts=facts,
-                                        inputs=[*(pre or []), self._request(call)],
-                                        extra=extra)
+            applied = self.engine.apply(
+                rental_id, trigger, event_id=event_id, facts=facts,
+                inputs=[*(pre or []), self._request(call, context=context)], extra=extra)
         except RentalFSMError as error:
             if error.transient:
                 raise
-            self.store.append_log(rental_id, [*(pre or []), self._request(call, error)])
+            self.store.append_log(rental_id, [*(pre or []),
+                                              self._request(call, error, context=context)])
             log.info("request.rejected", op=call.op, rental_id=rental_id,
                      error=type(error).__name__, reason=str(error))
             raise

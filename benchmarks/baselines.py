@@ -1,0 +1,148 @@
+"""The two baselines every throughput figure is divided by, measured in the same run.
+
+``raw_limit``: a bare kombu consumer that writes each message with one Lua call, the calls
+of a batch pipelined in one round trip, then acks the batch (``multiple=True``): no
+parsing, no state machine. Same prefetch and batch size as the worker's prefetch: the
+physical limit of kombu + RabbitMQ + redis-py on this machine.
+
+``naive``: the obvious implementation: prefetch 1, one message at a time, the JSON parsed,
+the rental found and loaded and saved in separate round trips, and a ``transitions.Machine``
+built for every event.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from kombu import Consumer, Queue
+from transitions import Machine
+
+from .common import amqp, declare, publish, redis_client
+
+_RAW_LUA = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def _consume(queue: str, prefetch: int, expected: int, on_message: Any,
+             flush: Any = None, timeout_s: float = 300.0) -> float:
+    """Consume until ``expected`` messages are done; returns seconds from first to last."""
+    done = {"n": 0, "first": 0.0}
+    with amqp() as conn:
+        channel = conn.channel()
+
+        def callback(message: Any) -> None:
+            if not done["first"]:
+                done["first"] = time.perf_counter()
+            done["n"] += on_message(message)
+
+        consumer = Consumer(channel, queues=[Queue(queue, no_declare=True)],
+                            accept=["json"], prefetch_count=prefetch, no_ack=False,
+                            on_message=callback)
+        deadline = time.monotonic() + timeout_s
+        with consumer:
+            while done["n"] < expected and time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.02)
+                except (socket.timeout, TimeoutError):
+                    if flush is not None:
+                        done["n"] += flush()
+        if flush is not None:
+            done["n"] += flush()
+        channel.close()
+    return time.perf_counter() - done["first"]
+
+
+def raw_limit(bodies: list[bytes], queue: str, namespace: str, prefetch: int) -> float:
+    """events/s of consume -> pipelined Lua write -> batch ack."""
+    with amqp() as conn:
+        publish(conn, queue, bodies)
+    client = redis_client()
+    script = client.register_script(_RAW_LUA)
+    pending: list[Any] = []
+
+    def flush() -> int:
+        if not pending:
+            return 0
+        pipe = client.pipeline(transaction=False)
+        for message in pending:
+            slot = message.delivery_tag % 1000
+            script(keys=[f"{{{namespace}}}:raw:{slot}", f"{{{namespace}}}:rawlog:{slot}"],
+                   args=[message.body], client=pipe)
+        pipe.execute()
+        pending[-1].ack(multiple=True)
+        n = len(pending)
+        pending.clear()
+        return n
+
+    def on_message(message: Any) -> int:
+        pending.append(message)
+        return flush() if len(pending) >= prefetch else 0
+
+    script(keys=[f"{{{namespace}}}:raw:w", f"{{{namespace}}}:rawlog:w"], args=["warm"])
+    elapsed = _consume(queue, prefetch, len(bodies), on_message, flush)
+    client.close()
+    return len(bodies) / elapsed
+
+
+_STATES = ["IDLE", "STARTING", "RUNNING", "ENDING", "ENDED"]
+_TRANSITIONS = [
+    {"trigger": "start_confirmed", "source": "STARTING", "dest": "RUNNING"},
+    {"trigger": "customer_interacted", "source": "RUNNING", "dest": "RUNNING"},
+    {"trigger": "recorded", "source": "RUNNING", "dest": "RUNNING"},
+    {"trigger": "end_confirmed", "source": "ENDING", "dest": "ENDED"},
+]
+
+
+class _Model:
+    state: str
+
+
+def naive(bodies: list[bytes], vehicles: list[str], queue: str, namespace: str) -> float:
+    """events/s of the obvious implementation (see the module docstring)."""
+    client = redis_client()
+    ns = f"{{{namespace}}}"
+    pipe = client.pipeline(transaction=False)
+    for i, vehicle in enumerate(vehicles):
+        pipe.set(f"{ns}:naive-active:{vehicle}", f"R{i}")
+        pipe.set(f"{ns}:naive-rental:R{i}", json.dumps(
+            {"rental_id": f"R{i}", "vehicle_id": vehicle, "state": "RUNNING", "version": 2,
+             "interacted": False}))
+    pipe.execute()
+    with amqp() as conn:
+        declare(conn, queue)
+        publish(conn, queue, bodies)
+
+    def on_message(message: Any) -> int:
+        event = json.loads(message.body)
+        vehicle = event["data"]["vehicle_id"]
+        rid = client.get(f"{ns}:naive-active:{vehicle}")
+        if rid is None:
+            message.ack()
+            return 1
+        key = f"{ns}:naive-rental:{rid.decode()}"
+        record = json.loads(client.get(key))  # type: ignore[arg-type]
+        model = _Model()
+        Machine(model=model, states=_STATES, transitions=_TRANSITIONS,
+                initial=record["state"], auto_transitions=False)
+        doors = event["data"].get("vehicle_state", {}).get("doors_status", {}).get("value")
+        if doors == "OPEN" and not record["interacted"]:
+            model.customer_interacted()  # type: ignore[attr-defined]
+            record["interacted"] = True
+        else:
+            model.recorded()  # type: ignore[attr-defined]
+        record["state"] = model.state
+        record["version"] += 1
+        client.set(key, json.dumps(record))
+        client.rpush(f"{ns}:naive-log:{rid.decode()}", message.body)
+        message.ack()
+        return 1
+
+    elapsed = _consume(queue, 1, len(bodies), on_message)
+    client.close()
+    return len(bodies) / elapsed

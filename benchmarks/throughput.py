@@ -1,0 +1,153 @@
+"""Scenarios 1 and 5: event throughput of real ``rental-fsm worker`` processes, and
+scale-out from one to two processes on the same queue, against the two baselines.
+
+1,000 RUNNING rentals on 1,000 keyless vehicles; each vehicle sends a realistic stream
+(VehicleStateRecorded door/ignition records and CentralLockChanged), interleaved across
+vehicles, pre-published to a queue of this run, then consumed by the worker(s).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rental_fsm.store import Keys
+from rental_fsm.store.redis import RedisRentalStore
+
+from . import baselines
+from .common import (
+    AMQP_URL,
+    REDIS_URL,
+    amqp,
+    declare,
+    delete_queues,
+    drop_namespace,
+    figure,
+    interleaved,
+    publish,
+    redis_client,
+    seed_running,
+    unique,
+)
+from .workers import spawn, stop, wait_for_lines, worker_env
+
+PREFETCH = 100  # the worker's default (RENTAL_FSM_PREFETCH)
+
+
+def worker_run(vehicles: int, per_vehicle: int, processes: int) -> tuple[float, dict[str, Any]]:
+    """One run: returns (events/s, fingerprint of every rental after it)."""
+    namespace, queue = unique("tp"), unique("tp-q")
+    client = redis_client()
+    keys = Keys(namespace)
+    store = RedisRentalStore(client, keys)
+    try:
+        rentals = seed_running(store, vehicles, "b")
+        bodies = interleaved([r.vehicle_id for r in rentals], per_vehicle,
+                             datetime.now(timezone.utc))
+        with amqp() as conn:
+            declare(conn, queue)
+            publish(conn, queue, bodies)
+        ids = [r.rental_id for r in rentals]
+        expected = len(bodies) + vehicles  # one line per event, one per transition
+        env = worker_env(REDIS_URL, AMQP_URL, namespace, [queue], PREFETCH)
+        log = Path(tempfile.gettempdir()) / f"{namespace}.log"
+        procs = [spawn(env, log) for _ in range(processes)]
+        try:
+            elapsed, lines = wait_for_lines(client, keys, ids, expected, timeout_s=600,
+                                            procs=procs)
+        finally:
+            stop(procs)
+        rate = lines * len(bodies) / expected / elapsed
+        prints = {}
+        for rid in ids:
+            rental = store.get(rid)
+            entries = store.log(rid)
+            prints[rid] = (rental.state.value, rental.version, len(entries),
+                           tuple(e["trigger"] for e in entries if e["kind"] == "transition"))
+        return rate, prints
+    finally:
+        drop_namespace(client, namespace)
+        delete_queues([queue])
+        client.close()
+
+
+def _best(values: Sequence[float]) -> float:
+    return round(max(values), 1)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    vehicles = 100 if quick else 1000
+    per_vehicle = 5 if quick else 20
+    runs = 1 if quick else 3
+    events = vehicles * per_vehicle
+    vehicle_ids = [f"nV{i}" for i in range(vehicles)]
+    t0 = datetime.now(timezone.utc)
+
+    raw, naive_rates = [], []
+    for _ in range(runs):
+        ns, queue = unique("raw"), unique("raw-q")
+        try:
+            with amqp() as conn:
+                declare(conn, queue)
+            raw.append(baselines.raw_limit(interleaved(vehicle_ids, per_vehicle, t0), queue,
+                                           ns, PREFETCH))
+        finally:
+            drop_namespace(redis_client(), ns)
+            delete_queues([queue])
+        ns, queue = unique("naive"), unique("naive-q")
+        naive_events = min(events, 500 if quick else 4000)
+        try:
+            bodies = interleaved(vehicle_ids, per_vehicle, t0)[:naive_events]
+            naive_rates.append(baselines.naive(bodies, vehicle_ids, queue, ns))
+        finally:
+            drop_namespace(redis_client(), ns)
+            delete_queues([queue])
+
+    one, prints_one = [], None
+    for _ in range(runs):
+        rate, prints_one = worker_run(vehicles, per_vehicle, 1)
+        one.append(rate)
+    two, prints_two = [], None
+    for _ in range(max(1, runs - 1)):
+        rate, prints_two = worker_run(vehicles, per_vehicle, 2)
+        two.append(rate)
+
+    raw_best, naive_best, one_best, two_best = _best(raw), _best(naive_rates), _best(one), \
+        _best(two)
+    same = _same(prints_one or {}, prints_two or {})
+    note = (f"{vehicles} rentals on {vehicles} vehicles, {events} events per run "
+            f"(naive: {min(events, 500 if quick else 4000)}); best of the runs; "
+            f"worker = `python -m rental_fsm worker` subprocesses, log level warning, "
+            f"prefetch {PREFETCH}")
+    return {
+        "throughput": {
+            "events_per_s": figure(one_best, len(one), samples=_round(one)),
+            "raw_limit_events_per_s": figure(raw_best, len(raw), samples=_round(raw)),
+            "naive_events_per_s": figure(naive_best, len(naive_rates),
+                                         samples=_round(naive_rates)),
+            "ratio_to_raw_limit": figure(round(one_best / raw_best, 3), len(one)),
+            "ratio_to_naive": figure(round(one_best / naive_best, 2), len(one)),
+            "events": events, "rentals": vehicles, "mode": "subprocess", "note": note,
+        },
+        "scale_out": {
+            "one_worker_events_per_s": figure(one_best, len(one), samples=_round(one)),
+            "two_workers_events_per_s": figure(two_best, len(two), samples=_round(two)),
+            "ratio": figure(round(two_best / one_best, 3), len(two)),
+            "rentals_identical": same,
+            "mode": "subprocess",
+        },
+    }
+
+
+def _round(values: Sequence[float]) -> list[float]:
+    return [round(v, 1) for v in values]
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Same final state, version, log length and transitions for every rental."""
+    differ = [rid for rid in a if a[rid] != b.get(rid)]
+    return {"value": not differ and len(a) == len(b), "rentals": len(a),
+            "differing": len(differ), "examples": differ[:3]}

@@ -34,9 +34,10 @@ lint: $(STAMP)
 
 typecheck: lint
 
-## demo: the whole system on embedded defaults (arrives with the demo issue)
+## demo: a simulated fleet through every scenario of the seeds (embedded defaults; real
+## Redis/RabbitMQ when RENTAL_FSM_REDIS_URL / RENTAL_FSM_AMQP_URL are set). DEMO_ARGS=--speed 10
 demo: $(STAMP)
-	@echo "make demo is not built yet: see the open issue '\`make demo\`'." >&2; exit 2
+	$(PY) -m rental_fsm.demo $(DEMO_ARGS)
 
 ## bench: benchmarks against baselines measured in the same run (arrives with the benchmarks issue)
 bench: $(STAMP)

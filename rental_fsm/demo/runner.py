@@ -92,6 +92,9 @@ class Report:
     seconds: float
     transitions: int
     output: Path
+    #: Values that must appear in no output: the client secret and every access token
+    #: the simulator issued (for the hardening tests' secrets scan; never written).
+    secrets: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,7 @@ def run_demo(options: DemoOptions, *, out: TextIO) -> Report:
     stop_display = threading.Event()
     started = time.monotonic()
     results: list[Result] = []
+    secrets: list[str] = []
     try:
         sim.start()
         client = OneAPIClient(sim.url, sim.client_id, sim.client_secret, read_timeout=30.0)
@@ -178,12 +182,14 @@ def run_demo(options: DemoOptions, *, out: TextIO) -> Report:
         _export(store, results, options.output)
     finally:
         stop_display.set()
+        secrets = [sim.client_secret.reveal(), *sim.issued_tokens]
         sim.stop()
         publishing.release()
         consuming.release()
         _delete_queues(amqp_url, routing)
         cleanup()
-    report = Report(results, time.monotonic() - started, counter.count, options.output)
+    report = Report(results, time.monotonic() - started, counter.count, options.output,
+                    secrets)
     (options.output / "summary.json").write_text(json.dumps({
         "ok": report.ok, "seconds": round(report.seconds, 1), "speed": options.speed,
         "transitions": report.transitions, "amqp": "memory" if not settings.amqp_url
@@ -224,7 +230,8 @@ def _store(settings: Settings, run_id: str) -> tuple[RentalStore, DeadLetters,
         return InMemoryRentalStore(), InMemoryDeadLetters(), lambda: None
     from ..store.base import Keys
     from ..store.dead_letters import RedisDeadLetters
-    from ..store.redis import RedisRentalStore, connect as redis_connect
+    from ..store.redis import RedisRentalStore
+    from ..store.redis import connect as redis_connect
 
     client = redis_connect(settings.redis_url)
     keys = Keys(f"rental-fsm-demo-{run_id}")

@@ -108,7 +108,7 @@ def doors_open_at_end(ctx: Context) -> None:
     try:
         ctx.orch.end_rental(ctx.rental_id)
     except EndRentalCriteriaNotMet as exc:
-        ctx.notes.append("refused: " + ", ".join(u["criterion"] for u in exc.unmet))
+        ctx.notes.append("refused: " + ", ".join(str(u["criterion"]) for u in exc.unmet))
     else:
         raise ScenarioFailed("the end was accepted with a door open")
     ctx.sim.close_doors(ctx.vehicle_id)

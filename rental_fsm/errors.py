@@ -29,6 +29,7 @@ translated at the adapter that meets them, with ``raise ... from exc`` to keep t
      |    +-- MalformedEvent                .reason: dead-letter it
      |    +-- BrokerUnavailable             transient
      +-- LogFormatError                     .path .line: unreadable rental log
+ +-- UnansweredCall                     .method .path: replay found no recorded answer
      +-- OneAPIError                        .status .problem_type .flow_id .vehicle_id
           +-- OutcomeUnknown                timeout / connection / bare 5xx: may have run
           +-- AuthenticationFailed          401
@@ -229,6 +230,22 @@ class LogFormatError(RentalFSMError):
         self.line = line
         self.reason = reason
         super().__init__(f"{path}:{line}: {reason}")
+
+
+class UnansweredCall(RentalFSMError):
+    """Raised during replay when the orchestrator makes a call the log has no answer for.
+
+    Deliberately not a ``OneAPIError``: nothing in the orchestrator may treat it as a
+    vehicle's answer; it stops the replay of that rental.
+    """
+
+    def __init__(self, rental_id: str, method: str, path: str, nth: int) -> None:
+        self.rental_id = rental_id
+        self.method = method
+        self.path = path
+        self.nth = nth
+        super().__init__(f"rental {rental_id}: call #{nth} to {method} {path} has no "
+                         "recorded answer")
 
 
 class OneAPIError(RentalFSMError):

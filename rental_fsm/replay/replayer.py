@@ -1,0 +1,282 @@
+"""Feed a recorded rental log through a fresh orchestrator and compare what it does.
+
+Each rental replays on its own: an in-memory store, a ``ManualClock`` and a ``LogAPI``
+answering calls from that rental's ``call`` entries. A log is self-contained per rental
+because a ``start`` request records the capabilities and the vehicle state its guards saw,
+and every vehicle event of an active rental is logged (applied, recorded or stale).
+
+Where things happen (the determinism decision; see docs/replay.rst):
+
+- **Inputs** run in ``seq`` order: requests through the Orchestrator's methods, events
+  through ``EventHandler.handle``, ``clock`` entries only move the clock.
+- **Timers.** Before each entry the clock moves to its ``at``; every timer due by then
+  fires in due order, at its due time. Exception: a timer the log shows firing later (a
+  ``timer`` entry with the same name and due time) waits for that entry and fires at its
+  recorded ``at``, so a live timer that fired a little late lands where it did live.
+- **Effects** run where the recording shows the effect runner at work: at a ``call``
+  entry that carries an ``effect_id`` (or, in hand-written logs, any call not consumed
+  by the request that follows it) and at a ``transition`` no input caused (the follow-up
+  of an effect that made no call). Live they ran asynchronously; replay puts them back at
+  the point the log recorded them.
+
+The outputs the replay's own store records are then compared with the recorded outputs;
+the first difference is the divergence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..clock import ManualClock
+from ..criteria import EndPolicy
+from ..errors import InvalidInput, RentalFSMError, RentalNotFound, UnansweredCall
+from ..events.handler import EventHandler
+from ..machine import MACHINE, RentalMachine
+from ..model import Timer, parse_time
+from ..orchestrator import Orchestrator
+from ..store.dead_letters import InMemoryDeadLetters
+from ..store.memory import InMemoryRentalStore
+from ..timers.base import to_ms
+from .fakeapi import LogAPI
+from .reader import OUTPUT_KINDS, LogLine, by_rental, read_log
+from .report import Divergence, RentalReplay, ReplayReport, first_divergence, project
+
+#: Called after each rental with (lines done, lines in total).
+Progress = Callable[[int, int], None]
+
+_CAUSES = frozenset({"request", "event", "timer"})
+
+
+class Replayer:
+    """Replays logs against ``machine`` (the release under test) and its durations."""
+
+    def __init__(
+        self, machine: RentalMachine = MACHINE, *,
+        durations: Mapping[Timer, timedelta] | None = None,
+        end_policy: EndPolicy | None = None,
+    ) -> None:
+        self.machine = machine
+        self.durations = durations
+        self.end_policy = end_policy
+
+    def replay_files(self, paths: Iterable[str | Path],
+                     progress: Progress | None = None) -> ReplayReport:
+        """Read (validating every line first) and replay every rental of ``paths``.
+
+        Raises:
+            LogFormatError: a file is unreadable; nothing is replayed.
+        """
+        lines: list[LogLine] = []
+        for path in paths:
+            lines.extend(read_log(path))
+        return self.replay_lines(lines, progress)
+
+    def replay_lines(self, lines: Iterable[LogLine],
+                     progress: Progress | None = None) -> ReplayReport:
+        groups = by_rental(lines)
+        total = sum(len(g) for g in groups.values())
+        done = 0
+        report = ReplayReport()
+        for rental_id, entries in groups.items():
+            report.rentals[rental_id] = self.replay_rental(entries)
+            done += len(entries)
+            if progress is not None:
+                progress(done, total)
+        return report
+
+    def replay_rental(self, lines: Sequence[LogLine]) -> RentalReplay:
+        """Replay one rental's entries (``seq`` order) and compare its outputs."""
+        return _Run(self, lines).run()
+
+
+class _Run:
+    """The replay of one rental: its own store, clock and recorded answers."""
+
+    def __init__(self, owner: Replayer, lines: Sequence[LogLine]) -> None:
+        self.lines = lines
+        self.rental_id = lines[0].rental_id
+        self.clock = ManualClock(parse_time(lines[0].entry["at"]))
+        self.store = InMemoryRentalStore(clock=self.clock)
+        self.api = LogAPI(self.rental_id, lines)
+        self.orch = Orchestrator(
+            self.store, self.api, authorize=self._authorize, clock=self.clock,
+            durations=owner.durations, end_policy=owner.end_policy, machine=owner.machine)
+        self.orch.effects.sleep = _no_sleep  # recorded retries need no real waiting
+        self.handler = EventHandler(self.store, self.orch.engine, InMemoryDeadLetters(),
+                                    clock=self.clock)
+        self.compare = any(line.kind in OUTPUT_KINDS for line in lines)
+        self.tagged = any("effect_id" in line.entry for line in lines if line.kind == "call")
+        self.later_timers: Counter[tuple[str, int]] = Counter(
+            _timer_key(line.entry) for line in lines if line.kind == "timer")
+        self._denied = False
+
+    def run(self) -> RentalReplay:
+        stopped: tuple[int, UnansweredCall] | None = None
+        for index, line in enumerate(self.lines):
+            try:
+                self._step(index, line)
+            except UnansweredCall as exc:
+                stopped = (line.seq, exc)
+                break
+        return self._result(stopped)
+
+    # -- one entry -----------------------------------------------------------------------
+
+    def _step(self, index: int, line: LogLine) -> None:
+        entry = line.entry
+        at = parse_time(entry["at"])
+        self._advance(at)
+        kind = line.kind
+        if kind == "request":
+            self._request(entry)
+        elif kind == "event":
+            self.handler.handle(_dumps(entry["event"]), content_type="application/json",
+                                queue=str(entry.get("queue", "replay")))
+        elif kind == "timer":
+            self.later_timers[_timer_key(entry)] -= 1
+            self._fire_due(at)
+        elif kind == "call":
+            if line.seq not in self.api.consumed and self._effect_call(index):
+                self.orch.effects.run_rental(self.rental_id)
+        elif kind == "transition" and self.compare:
+            previous = self.lines[index - 1].kind if index else None
+            if previous not in _CAUSES:  # a follow-up of an effect that made no call
+                self.orch.effects.run_rental(self.rental_id)
+
+    def _advance(self, target: datetime) -> None:
+        """Fire the timers due by ``target`` in due order, except those the log shows
+        firing later; then set the clock to ``target`` (never backwards)."""
+        while True:
+            due = self._next_due()
+            if due is None or due[0] > target:
+                break
+            when, timer = due
+            if self.later_timers[(timer.value, to_ms(when))] > 0:
+                break  # it fires at its own timer entry, as it did live
+            self.clock.set(max(self.clock.now(), when))
+            if not self.orch.timers.tick():
+                break
+        self.clock.set(max(self.clock.now(), target))
+
+    def _fire_due(self, at: datetime) -> None:
+        self.clock.set(max(self.clock.now(), at))
+        while self.orch.timers.tick():
+            pass
+
+    def _next_due(self) -> tuple[datetime, Timer] | None:
+        try:
+            timers = self.store.get(self.rental_id).timers
+        except RentalNotFound:
+            return None
+        if not timers:
+            return None
+        return min((armed.due_at, timer) for timer, armed in timers.items())
+
+    def _effect_call(self, index: int) -> bool:
+        """Is this call the effect runner's (not a request's own call)?"""
+        if self.tagged or self.compare:
+            return "effect_id" in self.lines[index].entry
+        for line in self.lines[index + 1:]:  # hand-written: calls right before a request
+            if line.kind != "call":  # are that request's
+                return line.kind != "request"
+        return True
+
+    def _request(self, entry: Mapping[str, Any]) -> None:
+        op = entry["op"]
+        args = entry.get("args") or {}
+        result = entry.get("result") or {}
+        self._denied = isinstance(result, Mapping) and result.get("error") == "NotAuthorized"
+        rid = self.rental_id
+        try:
+            if op == "start":
+                vehicle_id = str(args.get("vehicle_id"))
+                self._seed_vehicle(vehicle_id, entry)
+                self.orch.start_rental(
+                    rid, vehicle_id=vehicle_id, customer_id=str(args.get("customer_id")),
+                    customer_status=str(args.get("customer_status", "IDLE")))
+            elif op == "end":
+                self.orch.end_rental(rid)
+            elif op == "force_end":
+                self.orch.force_end(rid, reason=str(args.get("reason", "customer_service")))
+            else:
+                getattr(self.orch, op)(rid)
+        except UnansweredCall:
+            raise
+        except RentalFSMError:
+            pass  # the orchestrator logged the refusal as the request's result
+
+    def _seed_vehicle(self, vehicle_id: str, entry: Mapping[str, Any]) -> None:
+        caps = entry.get("capabilities")
+        if isinstance(caps, Mapping):
+            self.store.set_capabilities(vehicle_id, caps)
+        state = entry.get("vehicle_state")
+        if isinstance(state, Mapping) and state:
+            try:
+                self.store.merge_vehicle_state(vehicle_id, state)
+            except InvalidInput:
+                pass
+
+    def _authorize(self, customer_id: str, vehicle_id: str) -> bool:
+        return not self._denied
+
+    # -- the outcome ---------------------------------------------------------------------
+
+    def _result(self, stopped: tuple[int, UnansweredCall] | None) -> RentalReplay:
+        replayed = self.store.log(self.rental_id)
+        divergence: Divergence | None = None
+        if self.compare:
+            with_requests = all("result" in line.entry for line in self.lines
+                                if line.kind == "request")
+            recorded = [(line.seq, project(line.entry)) for line in self.lines
+                        if _is_output(line.entry, with_requests)]
+            mine = [project(e) for e in replayed if _is_output(e, with_requests)]
+            divergence = first_divergence(self.rental_id, recorded, mine,
+                                          last_seq=self.lines[-1].seq,
+                                          complete=stopped is None)
+        if divergence is None and stopped is not None:
+            seq, exc = stopped
+            divergence = Divergence(self.rental_id, seq, None,
+                                    {"call": {"method": exc.method, "path": exc.path}},
+                                    str(exc))
+        try:
+            rental = self.store.get(self.rental_id)
+        except RentalNotFound:
+            rental = None
+        return RentalReplay.of(self.rental_id, rental, replayed, divergence)
+
+
+def _is_output(entry: Mapping[str, Any], with_requests: bool) -> bool:
+    kind = entry.get("kind")
+    return kind in OUTPUT_KINDS or (with_requests and kind == "request")
+
+
+def _timer_key(entry: Mapping[str, Any]) -> tuple[str, int]:
+    due = entry.get("due")
+    try:
+        ms = to_ms(parse_time(due)) if isinstance(due, str) else -1
+    except ValueError:
+        ms = -1
+    return str(entry.get("timer")), ms
+
+
+def _dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def replay(paths: str | Path | Iterable[str | Path], *, machine: RentalMachine = MACHINE,
+           durations: Mapping[Timer, timedelta] | None = None,
+           end_policy: EndPolicy | None = None) -> ReplayReport:
+    """Replay one or more log files; see :class:`Replayer`."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    return Replayer(machine, durations=durations, end_policy=end_policy).replay_files(paths)

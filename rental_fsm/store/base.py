@@ -314,6 +314,11 @@ class RentalStore(Protocol):
         """Write the logs of ``rental_ids`` as JSON Lines; return the number of lines."""
         ...
 
+    def rental_ids(self) -> list[str]:
+        """Every stored rental's id, sorted (for ``rental-fsm export --all``). Not a hot
+        path: Redis answers it with SCAN, which walks the whole keyspace."""
+        ...
+
     def pending_effects(self, rental_id: str) -> list[OutboxEntry]:
         """Effects committed but not completed, in commit order."""
         ...

@@ -191,6 +191,12 @@ class InMemoryRentalStore:
     def export_jsonl(self, rental_ids: Iterable[str], stream: TextIO) -> int:
         return sum(write_jsonl(self.log(rid), stream) for rid in rental_ids)
 
+    def rental_ids(self) -> list[str]:
+        with self._lock:
+            for rid in list(self._records):
+                self._expire(rid)
+            return sorted(self._records)
+
     # -- the outbox ----------------------------------------------------------------------
 
     def pending_effects(self, rental_id: str) -> list[OutboxEntry]:

@@ -343,6 +343,12 @@ class RedisRentalStore:
     def export_jsonl(self, rental_ids: Iterable[str], stream: TextIO) -> int:
         return sum(write_jsonl(self.log(rid), stream) for rid in rental_ids)
 
+    def rental_ids(self) -> list[str]:
+        prefix = self.keys.rental("")
+        with redis_errors("list rentals"):
+            keys = self._client.scan_iter(match=prefix + "*", count=1000)
+            return sorted({_text(key)[len(prefix):] for key in keys})
+
     # -- the outbox ----------------------------------------------------------------------
 
     def pending_effects(self, rental_id: str) -> list[OutboxEntry]:

@@ -44,7 +44,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", type=Path, metavar="DIR",
         help="exit 1 if the diagrams in DIR are not what the table generates",
     )
+    diagram.add_argument("--log", type=Path, metavar="LOG",
+                         help="highlight the path --rental took in this rental log")
+    diagram.add_argument("--rental", metavar="ID", help="with --log: the rental to draw")
     diagram.set_defaults(handler=_diagram)
+
+    replay = commands.add_parser(
+        "replay", help="replay rental logs through a fresh orchestrator; report divergences"
+    )
+    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay.add_argument("--progress", action="store_true",
+                        help="show progress on stderr even when it is not a terminal")
+    replay.set_defaults(handler=_replay)
+
+    export = commands.add_parser(
+        "export", help="write rental logs from Redis (RENTAL_FSM_REDIS_URL) as JSON Lines"
+    )
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("rental_id", nargs="?", metavar="RENTAL_ID")
+    which.add_argument("--all", action="store_true", help="every stored rental")
+    export.add_argument("--since", metavar="TIME",
+                        help="only rentals with an entry at or after TIME (RFC 3339)")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    export.set_defaults(handler=_export)
+
+    cover = commands.add_parser(
+        "coverage", help="which transitions of the table the logs exercised, and which never"
+    )
+    cover.add_argument("logs", nargs="+", type=Path, metavar="LOG")
+    cover.add_argument("--json", action="store_true", help="print the report as JSON")
+    cover.add_argument("--strict", action="store_true",
+                       help="exit 1 when a transition was never exercised")
+    cover.set_defaults(handler=_coverage)
 
     config = commands.add_parser("config", help="print the effective settings, secrets hidden")
     config.set_defaults(handler=_config)
@@ -73,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _diagram(args: argparse.Namespace) -> int:
     from . import diagrams
 
+    if (args.log is None) != (args.rental is None):
+        print("rental-fsm diagram: --log and --rental go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.log is not None:
+        return _path_diagram(args)
     try:
         if args.check is not None:
             problems = diagrams.check(args.check)
@@ -92,6 +129,125 @@ def _diagram(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
     return EXIT_OK
+
+
+def _path_diagram(args: argparse.Namespace) -> int:
+    """One rental's path: its recorded transitions, or what a replay does for a log
+    without any (hand-written, inputs only)."""
+    from . import diagrams
+    from .errors import LogFormatError
+    from .replay import Replayer, by_rental, read_log
+
+    try:
+        entries = by_rental(read_log(args.log)).get(args.rental)
+    except LogFormatError as exc:
+        print(f"rental-fsm diagram: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not entries:
+        print(f"rental-fsm diagram: no rental {args.rental!r} in {args.log}", file=sys.stderr)
+        return EXIT_FAILURE
+    taken = [line.entry for line in entries if line.kind == "transition"]
+    if not taken:
+        taken = list(Replayer().replay_rental(entries).transitions)
+    try:
+        text = diagrams.render(args.format, highlight=diagrams.Highlight.from_transitions(taken))
+    except diagrams.DiagramError as exc:
+        print(f"rental-fsm diagram: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return _write(text, args.output)
+
+
+def _write(text: str, output: Path | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Exit 0: no divergence; 1: a divergence; 2: an unreadable log (rental-log.md)."""
+    import json
+
+    from .errors import LogFormatError
+    from .replay import Replayer
+    from .replay.progress import ProgressBar
+
+    _quiet_logs()
+    bar = ProgressBar(sys.stderr) if args.progress or sys.stderr.isatty() else None
+    try:
+        report = Replayer().replay_files(args.logs, progress=bar)
+    except LogFormatError as exc:
+        print(f"rental-fsm replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        sys.stdout.write(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import LogFormatError
+    from .replay import coverage, read_log
+
+    try:
+        result = coverage(line for path in args.logs for line in read_log(path))
+    except LogFormatError as exc:
+        print(f"rental-fsm coverage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(result.summary())
+    return EXIT_FAILURE if args.strict and not result.complete else EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Logs live in Redis: an in-memory store dies with the process that ran it."""
+    from .config import Settings
+    from .errors import InvalidInput, StoreUnavailable
+    from .model import parse_time
+    from .store.base import Keys
+    from .store.redis import RedisRentalStore, connect
+
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print("rental-fsm export: set RENTAL_FSM_REDIS_URL (logs are exported from Redis)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        since = parse_time(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"rental-fsm export: --since: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store = RedisRentalStore(connect(settings.redis_url), Keys(settings.namespace))
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        ids = store.rental_ids() if args.all else [args.rental_id]
+        if since is not None:  # whole logs only: replay needs every seq from 1
+            ids = [rid for rid in ids if any(parse_time(e["at"]) >= since
+                                             for e in store.log(rid))]
+        count = store.export_jsonl(ids, out)
+    except (StoreUnavailable, InvalidInput) as exc:
+        print(f"rental-fsm export: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} lines of {len(ids)} rental(s)", file=sys.stderr)
+    return EXIT_OK if count or args.all else EXIT_FAILURE
+
+
+def _quiet_logs() -> None:
+    """Replay runs the real orchestrator, which logs every step: keep errors only."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -20,6 +20,8 @@ from .machine import INITIAL, TERMINAL, TRANSITIONS, WAITING_STATES, Row
 from .model import DEFAULT_DURATIONS, RentalState, Timer
 
 FORMATS = ("mermaid", "dot", "svg")
+#: Colour of the path a rental took (``Highlight``).
+PATH_COLOUR = "#1f6feb"
 FILENAMES = {"mermaid": "rental.mmd", "dot": "rental.dot", "svg": "rental.svg"}
 
 
@@ -59,6 +61,35 @@ class Edge:
         return parts
 
 
+@dataclass(frozen=True)
+class Highlight:
+    """One rental's path: the edges it took (with the step numbers) and its states.
+
+    Edges are keyed by ``(trigger, source, dest)`` values, as rental logs record them.
+    """
+
+    edges: Mapping[tuple[str, str, str], tuple[int, ...]]
+    states: frozenset[RentalState]
+
+    @classmethod
+    def from_transitions(cls, transitions: Iterable[Mapping[str, object]]) -> Highlight:
+        """From ``transition`` log entries (or dicts with trigger/source/dest)."""
+        steps: dict[tuple[str, str, str], list[int]] = {}
+        states: set[RentalState] = set()
+        for number, t in enumerate(transitions, start=1):
+            key = (str(t["trigger"]), str(t["source"]), str(t["dest"]))
+            steps.setdefault(key, []).append(number)
+            states.update((RentalState(key[1]), RentalState(key[2])))
+        return cls({k: tuple(v) for k, v in steps.items()}, frozenset(states))
+
+    def steps(self, edge: Edge) -> tuple[int, ...]:
+        return self.edges.get((edge.trigger, edge.source.value, edge.dest.value), ())
+
+
+def _step_label(steps: tuple[int, ...]) -> str:
+    return "#" + ",".join(str(n) for n in steps)
+
+
 def _seconds(delta: timedelta) -> str:
     return f"{delta.total_seconds():g} s"
 
@@ -95,7 +126,9 @@ def table_hash(rows: Iterable[Row] = TRANSITIONS) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def to_mermaid(rows: Iterable[Row] = TRANSITIONS) -> str:
+def to_mermaid(rows: Iterable[Row] = TRANSITIONS, highlight: Highlight | None = None) -> str:
+    """Mermaid text; with ``highlight``, taken edges carry their step numbers and the
+    visited states the ``visited`` class (Mermaid cannot colour single transitions)."""
     rows = tuple(rows)
     lines = [
         f"%% Generated from rental_fsm/machine.py (table {table_hash(rows)}).",
@@ -104,12 +137,19 @@ def to_mermaid(rows: Iterable[Row] = TRANSITIONS) -> str:
         f"    [*] --> {INITIAL.value}",
     ]
     for edge in edges(rows):
-        lines.append(f"    {edge.source.value} --> {edge.dest.value} : {edge.label}")
+        label = edge.label
+        if highlight is not None and highlight.steps(edge):
+            label = f"{_step_label(highlight.steps(edge))} {label}"
+        lines.append(f"    {edge.source.value} --> {edge.dest.value} : {label}")
     for state in sorted(TERMINAL, key=lambda s: s.value):
         lines.append(f"    {state.value} --> [*]")
     for state in sorted(WAITING_STATES, key=lambda s: s.value):
         lines.append(f"    class {state.value} waiting")
     lines.append("    classDef waiting fill:#fff4d6,stroke:#b58900")
+    if highlight is not None:
+        for state in sorted(highlight.states, key=lambda s: s.value):
+            lines.append(f"    class {state.value} visited")
+        lines.append(f"    classDef visited stroke:{PATH_COLOUR},stroke-width:3px")
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +159,9 @@ def _dot_quote(text: str) -> str:
     return '"' + escaped + '"'
 
 
-def to_dot(rows: Iterable[Row] = TRANSITIONS) -> str:
+def to_dot(rows: Iterable[Row] = TRANSITIONS, highlight: Highlight | None = None) -> str:
+    """DOT text; with ``highlight``, the path is drawn bold and coloured, with its step
+    numbers, and everything else greyed out."""
     rows = tuple(rows)
     lines = [
         "// Generated from rental_fsm/machine.py. Do not edit: run `make diagrams`.",
@@ -137,37 +179,49 @@ def to_dot(rows: Iterable[Row] = TRANSITIONS) -> str:
             attrs.append('fillcolor="#fff4d6"')
         if state in TERMINAL:
             attrs.append("peripheries=2")
+        if highlight is not None:
+            attrs += ([f'color="{PATH_COLOUR}"', "penwidth=3"] if state in highlight.states
+                      else ['fontcolor="#999999"', 'color="#bbbbbb"'])
         if attrs:
             lines.append(f"    {state.value} [{', '.join(attrs)}];")
     for edge in edges(rows):
-        attrs = [f"label={_dot_quote(chr(10).join(edge.label_parts()))}"]
+        parts = edge.label_parts()
+        steps = highlight.steps(edge) if highlight is not None else ()
+        if steps:
+            parts = [_step_label(steps), *parts]
+        attrs = [f"label={_dot_quote(chr(10).join(parts))}"]
         if edge.timer_after is not None:
             attrs += ["style=dashed", 'color="#b22222"', 'fontcolor="#b22222"']
+        if highlight is not None:
+            attrs = [a for a in attrs if not a.startswith(("color=", "fontcolor="))]
+            attrs += ([f'color="{PATH_COLOUR}"', f'fontcolor="{PATH_COLOUR}"', "penwidth=3"]
+                      if steps else ['color="#cccccc"', 'fontcolor="#aaaaaa"'])
         lines.append(f"    {edge.source.value} -> {edge.dest.value} [{', '.join(attrs)}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def to_svg(rows: Iterable[Row] = TRANSITIONS) -> str:
+def to_svg(rows: Iterable[Row] = TRANSITIONS, highlight: Highlight | None = None) -> str:
     """Render with Graphviz's ``dot``; raises DiagramError when it is missing."""
     dot = shutil.which("dot")
     if dot is None:
         raise DiagramError("Graphviz 'dot' not found: install graphviz (apt-get install graphviz)")
     proc = subprocess.run(
-        [dot, "-Tsvg"], input=to_dot(rows), capture_output=True, text=True, check=False
+        [dot, "-Tsvg"], input=to_dot(rows, highlight), capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
         raise DiagramError(f"dot failed: {proc.stderr.strip()}")
     return proc.stdout
 
 
-def render(fmt: str, rows: Iterable[Row] = TRANSITIONS) -> str:
+def render(fmt: str, rows: Iterable[Row] = TRANSITIONS,
+           highlight: Highlight | None = None) -> str:
     if fmt == "mermaid":
-        return to_mermaid(rows)
+        return to_mermaid(rows, highlight)
     if fmt == "dot":
-        return to_dot(rows)
+        return to_dot(rows, highlight)
     if fmt == "svg":
-        return to_svg(rows)
+        return to_svg(rows, highlight)
     raise ValueError(f"unknown diagram format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

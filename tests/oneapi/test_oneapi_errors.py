@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
+from oneapi_canned import CannedAdapter, canned_client
 from requests.structures import CaseInsensitiveDict
 
 from rental_fsm import errors
@@ -171,35 +171,6 @@ def test_problem_types_accept_urls_and_unknown_types_fall_back_on_status() -> No
     assert type(err(418, b"")) is errors.OneAPIError
     detail = err(409, b'{"type": "/problems/vehicle/conflicting-state", "detail": "moving"}')
     assert "moving" not in str(detail)  # never branch on, nor echo, the detail
-
-
-class CannedAdapter(BaseAdapter):
-    """Answers every request with a fixed body: for shapes the simulator never sends."""
-
-    def __init__(self, routes: Mapping[str, tuple[int, bytes]]) -> None:
-        super().__init__()
-        self.routes = routes
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        path = (request.path_url or "").split("?")[0]
-        status, body = self.routes.get(path, (404, b""))
-        response = requests.Response()
-        response.status_code, response._content = status, body
-        response.headers = CaseInsensitiveDict({"x-invers-flow-id": "flow-1"})
-        response.request, response.url = request, request.url or ""
-        return response
-
-    def close(self) -> None:
-        pass
-
-
-TOKEN = (200, b'{"access_token": "t0k", "token_type": "bearer", "expires_in": 900}')
-
-
-def canned_client(routes: Mapping[str, tuple[int, bytes]]) -> OneAPIClient:
-    session = requests.Session()
-    session.mount("https://", CannedAdapter({"/auth/oauth/token": TOKEN, **routes}))
-    return OneAPIClient("https://api.test", "id", Secret("s"), session=session)
 
 
 @pytest.mark.parametrize(

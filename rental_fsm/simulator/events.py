@@ -53,6 +53,9 @@ class EventRouting:
     #: When set, the simulator declares these queues and binds them (local use, tests).
     vehicle_state_queue: str | None = None
     vehicle_queue: str | None = None
+    #: Durable exchange and queues and persistent messages: they survive a broker restart
+    #: (the chaos run). Off by default: test queues should vanish with the broker.
+    durable: bool = False
 
     def routing_key(self, event_type: str) -> str:
         return self.vehicle_key if event_type == VEHICLE_CHANGED else self.vehicle_state_key
@@ -84,6 +87,8 @@ class EventPublisher:
         self._exchange: Any = None
         #: Every envelope actually published, in publish order (duplicates included).
         self.published: list[dict[str, Any]] = []
+        #: Envelopes the broker did not take (e.g. it was restarting): never delivered.
+        self.failed: list[dict[str, Any]] = []
 
     def open(self) -> None:
         """Declare the exchange (and queues when configured)."""
@@ -93,7 +98,7 @@ class EventPublisher:
 
         r = self.routing
         self._exchange = Exchange(  # type: ignore[no-untyped-call]
-            r.exchange, type="topic", durable=False, auto_delete=True
+            r.exchange, type="topic", durable=r.durable, auto_delete=not r.durable
         )
         self._producer = self._connection.Producer(serializer="json")
         self._exchange(self._producer.channel).declare()
@@ -101,7 +106,7 @@ class EventPublisher:
                           (r.vehicle_queue, r.vehicle_key)):
             if name:
                 queue = Queue(  # type: ignore[no-untyped-call]
-                    name, self._exchange, routing_key=key, durable=False
+                    name, self._exchange, routing_key=key, durable=r.durable
                 )
                 queue(self._producer.channel).declare()  # type: ignore[no-untyped-call]
 
@@ -114,22 +119,32 @@ class EventPublisher:
     def publish(self, event: dict[str, Any]) -> None:
         meta = event["metadata"]
         with self._lock:
-            self.published.append(event)
             if self._producer is None:
+                self.published.append(event)
                 return
             occurred = datetime.fromisoformat(meta["occurred_at"].replace("Z", "+00:00"))
-            self._producer.publish(
-                json.dumps(event),
-                exchange=self._exchange,
-                routing_key=self.routing.routing_key(meta["type"]),
-                content_type="application/json",
-                content_encoding="utf-8",
-                message_id=meta["id"],
-                type=meta["type"],
-                timestamp=int(occurred.timestamp()),
-                correlation_id=meta["flow_id"],
-                headers={"schema_major_version": meta["schema_major_version"]},
-                retry=True,
-                retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2},
-            )
+            try:
+                self._send(event, meta, occurred)
+            except Exception as exc:  # the broker is away: OneAPI's problem, not a crash
+                self.failed.append(event)
+                log.warning("sim_event_not_published", id=meta["id"], error=str(exc))
+                return
+            self.published.append(event)
         log.debug("sim_event_published", type=meta["type"], id=meta["id"])
+
+    def _send(self, event: dict[str, Any], meta: dict[str, Any], occurred: datetime) -> None:
+        self._producer.publish(
+            json.dumps(event),
+            exchange=self._exchange,
+            routing_key=self.routing.routing_key(meta["type"]),
+            content_type="application/json",
+            content_encoding="utf-8",
+            message_id=meta["id"],
+            type=meta["type"],
+            timestamp=int(occurred.timestamp()),
+            correlation_id=meta["flow_id"],
+            headers={"schema_major_version": meta["schema_major_version"]},
+            delivery_mode=2 if self.routing.durable else 1,
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2},
+        )

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test diagrams diagrams-check lint typecheck demo bench clean
+.PHONY: install test diagrams diagrams-check lint typecheck demo chaos bench clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ typecheck: lint
 ## Redis/RabbitMQ when RENTAL_FSM_REDIS_URL / RENTAL_FSM_AMQP_URL are set). DEMO_ARGS=--speed 10
 demo: $(STAMP)
 	$(PY) -m rental_fsm.demo $(DEMO_ARGS)
+
+## chaos: a few minutes of the demo's fleet under faults (real Redis and RabbitMQ on
+## 127.0.0.1 unless RENTAL_FSM_REDIS_URL / RENTAL_FSM_AMQP_URL say otherwise). CHAOS_ARGS=
+chaos: $(STAMP)
+	RENTAL_FSM_REDIS_URL=$${RENTAL_FSM_REDIS_URL:-redis://127.0.0.1:6379/0} \
+	RENTAL_FSM_AMQP_URL=$${RENTAL_FSM_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//} \
+	$(PY) -m rental_fsm.demo.chaos $(CHAOS_ARGS)
 
 ## bench: benchmarks against baselines measured in the same run (arrives with the benchmarks issue)
 bench: $(STAMP)

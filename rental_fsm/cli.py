@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.add_argument("--progress", action="store_true",
                         help="show progress on stderr even when it is not a terminal")
+    replay.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="replay rentals in N processes (default: one per CPU)")
     replay.set_defaults(handler=_replay)
 
     export = commands.add_parser(
@@ -168,6 +170,7 @@ def _write(text: str, output: Path | None) -> int:
 def _replay(args: argparse.Namespace) -> int:
     """Exit 0: no divergence; 1: a divergence; 2: an unreadable log (rental-log.md)."""
     import json
+    import os
 
     from .errors import LogFormatError
     from .replay import Replayer
@@ -176,7 +179,8 @@ def _replay(args: argparse.Namespace) -> int:
     _quiet_logs()
     bar = ProgressBar(sys.stderr) if args.progress or sys.stderr.isatty() else None
     try:
-        report = Replayer().replay_files(args.logs, progress=bar)
+        jobs = args.jobs or os.cpu_count() or 1
+        report = Replayer().replay_files(args.logs, progress=bar, jobs=jobs)
     except LogFormatError as exc:
         print(f"rental-fsm replay: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,7 +26,7 @@ the first difference is the divergence.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,8 @@ class Replayer:
         self.durations = durations
         self.end_policy = end_policy
 
-    def replay_files(self, paths: Iterable[str | Path],
-                     progress: Progress | None = None) -> ReplayReport:
+    def replay_files(self, paths: Iterable[str | Path], progress: Progress | None = None,
+                     jobs: int = 1) -> ReplayReport:
         """Read (validating every line first) and replay every rental of ``paths``.
 
         Raises:
@@ -73,17 +73,19 @@ class Replayer:
         lines: list[LogLine] = []
         for path in paths:
             lines.extend(read_log(path))
-        return self.replay_lines(lines, progress)
+        return self.replay_lines(lines, progress, jobs)
 
-    def replay_lines(self, lines: Iterable[LogLine],
-                     progress: Progress | None = None) -> ReplayReport:
+    def replay_lines(self, lines: Iterable[LogLine], progress: Progress | None = None,
+                     jobs: int = 1) -> ReplayReport:
+        """Replay every rental of ``lines``; ``jobs`` > 1 replays rentals in that many
+        forked processes (rentals are independent, so the report is the same)."""
         groups = by_rental(lines)
         total = sum(len(g) for g in groups.values())
         done = 0
         report = ReplayReport()
-        for rental_id, entries in groups.items():
-            report.rentals[rental_id] = self.replay_rental(entries)
-            done += len(entries)
+        for replayed, size in _replay_all(self, list(groups.values()), jobs):
+            report.rentals[replayed.rental_id] = replayed
+            done += size
             if progress is not None:
                 progress(done, total)
         return report
@@ -168,6 +170,8 @@ class _Run:
             pass
 
     def _next_due(self) -> tuple[datetime, Timer] | None:
+        if not self.store.timers.pending():  # cheap: most entries find nothing armed
+            return None
         try:
             timers = self.store.get(self.rental_id).timers
         except RentalNotFound:
@@ -247,6 +251,47 @@ class _Run:
         except RentalNotFound:
             rental = None
         return RentalReplay.of(self.rental_id, rental, replayed, divergence)
+
+
+#: The replayer the forked workers use (a custom machine holds closures: not picklable,
+#: so it is inherited through fork instead of being sent).
+_FORKED: Replayer | None = None
+#: Below this many lines a process pool costs more than it saves.
+PARALLEL_MIN_LINES = 5000
+
+
+def _replay_all(replayer: Replayer, groups: list[list[LogLine]],
+                jobs: int) -> Iterator[tuple[RentalReplay, int]]:
+    lines = sum(len(g) for g in groups)
+    context = _fork_context()
+    if jobs <= 1 or len(groups) < 2 or lines < PARALLEL_MIN_LINES or context is None:
+        for group in groups:
+            yield replayer.replay_rental(group), len(group)
+        return
+    global _FORKED
+    _FORKED = replayer
+    try:
+        with context.Pool(jobs) as pool:
+            chunk = max(1, len(groups) // (jobs * 8))
+            yield from pool.imap(_replay_forked, groups, chunksize=chunk)
+    finally:
+        _FORKED = None
+
+
+def _replay_forked(group: list[LogLine]) -> tuple[RentalReplay, int]:
+    assert _FORKED is not None
+    replayed = _FORKED.replay_rental(group)
+    replayed.log = []  # the replayed log stays in the worker: pickling it costs more
+    return replayed, len(group)
+
+
+def _fork_context() -> Any:
+    import multiprocessing
+
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform: replay serially
+        return None
 
 
 def _is_output(entry: Mapping[str, Any], with_requests: bool) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.rst"
 
 
@@ -23,3 +25,31 @@ def test_readme_gives_the_two_setup_commands_on_its_first_screen() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert "\nmake test\n" in ci
+
+
+def _python_blocks(text: str) -> list[str]:
+    blocks, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == ".. code-block:: python":
+            body = []
+            for nxt in lines[i + 2:]:
+                if nxt and not nxt.startswith("    "):
+                    break
+                body.append(nxt[4:])
+            blocks.append("\n".join(body))
+    return blocks
+
+
+@pytest.mark.redis
+def test_readme_python_blocks_run(redis_client, redis_namespace, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    # Point the example's default client at this test's namespace on the real Redis.
+    monkeypatch.setattr(redis, "Redis", lambda *a, **k: redis_client)
+    blocks = _python_blocks(README.read_text())
+    assert blocks, "README has no python block to check"
+    for block in blocks:
+        code = block.replace('Keys("fleet-a")', f'Keys("{redis_namespace}")')
+        namespace: dict[str, object] = {}
+        exec(compile(code, "README.rst", "exec"), namespace)  # noqa: S102 - our own docs
+        assert namespace["store"] is not None

@@ -1,0 +1,165 @@
+"""The results as a table with targets, and ``python -m benchmarks.report`` printing the
+RST performance section (``docs/performance.rst``) from the latest result file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _get(result: dict[str, Any], path: str) -> Any:
+    node: Any = result
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node.get("value") if isinstance(node, dict) and "value" in node else node
+
+
+def _ratio(target: float, higher: bool) -> Callable[[Any], str]:
+    def verdict(value: Any) -> str:
+        if not isinstance(value, (int, float)):
+            return "n/a"
+        if (value >= target) if higher else (value <= target):
+            return "met"
+        factor = target / value if higher and value else value / target
+        return f"missed ({factor:.1f}x)"
+
+    return verdict
+
+
+#: (label, value path, baseline text path or '', target text, verdict)
+ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
+    ("worker throughput (events/s)", "throughput.events_per_s",
+     "throughput.raw_limit_events_per_s", "", lambda v: ""),
+    ("  ratio to raw_limit", "throughput.ratio_to_raw_limit", "", ">= 0.5", _ratio(0.5, True)),
+    ("  ratio to naive", "throughput.ratio_to_naive", "throughput.naive_events_per_s", ">= 10",
+     _ratio(10, True)),
+    ("latency p50 at 1,000/s (ms)", "latency.p50_ms", "", "", lambda v: ""),
+    ("latency p99 at 1,000/s (ms)", "latency.p99_ms", "", "< 20", _ratio(20, False)),
+    ("latency p99.9 at 1,000/s (ms)", "latency.p99_9_ms", "", "", lambda v: ""),
+    ("latency p99 at half capacity (ms)", "latency.at_half_capacity.p99",
+     "latency.at_half_capacity.rate_per_s", "(< 20)", _ratio(20, False)),
+    ("timer lateness p50 (ms)", "timers.lateness_p50_ms", "", "", lambda v: ""),
+    ("timer lateness p99 (ms)", "timers.lateness_p99_ms", "timers.pending", "< 100",
+     _ratio(100, False)),
+    ("timer lateness max (ms)", "timers.lateness_max_ms", "", "", lambda v: ""),
+    ("timers fired exactly once", "timers.fired_exactly_once", "timers.due_within_1s",
+     "all", lambda v: ""),
+    ("Redis bytes/rental excl. log", "memory.redis.bytes_per_rental_excl_log", "",
+     "<= 2048", _ratio(2048, False)),
+    ("Redis log bytes/rental", "memory.redis.log_bytes_per_rental", "", "", lambda v: ""),
+    ("worker RSS bytes/rental (slope)", "memory.worker_rss.bytes_per_rental_slope", "", "",
+     lambda v: ""),
+    ("worker RSS at 100k (MB, extrap.)", "memory.worker_rss.rss_at_100k_extrapolated_mb", "",
+     "", lambda v: ""),
+    ("RSS growth over churn (%)", "memory.churn.rss_growth_pct", "", "< 5",
+     _ratio(5, False)),
+    ("2 workers / 1 worker", "scale_out.ratio", "scale_out.one_worker_events_per_s",
+     ">= 1.6", _ratio(1.6, True)),
+    ("  rentals identical", "scale_out.rentals_identical.value", "", "true", lambda v: ""),
+    ("replay lines/s", "replay.lines_per_s", "replay.status", "", lambda v: ""),
+]
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    out = []
+    for label, path, base, target, verdict in ROWS:
+        value = _get(result, path)
+        if label.startswith("timers fired") and value is not None:
+            verdict_text = "met" if value == _get(result, base) else "missed"
+        elif label.strip() == "rentals identical":
+            verdict_text = "met" if value is True else ("n/a" if value is None else "missed")
+        else:
+            verdict_text = verdict(value)
+        out.append((label, _fmt(value), _fmt(_get(result, base)) if base else "", target,
+                    verdict_text))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+HEADER = ("figure", "value", "baseline / context", "target", "verdict")
+
+
+def table(result: dict[str, Any]) -> str:
+    body = [HEADER, *rows(result)]
+    widths = [max(len(r[i]) for r in body) for i in range(len(HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if result.get("errors"):
+        lines.append(f"errors: {result['errors']}")
+    return "\n".join(lines)
+
+
+def rst(result: dict[str, Any], source: str) -> str:
+    body = [HEADER, *rows(result)]
+    widths = [max(len(r[i]) for r in body) for i in range(len(HEADER))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(c.replace("  ", "\u00a0\u00a0").ljust(w)
+                         for c, w in zip(r, widths, strict=True)).rstrip()
+
+    tp = result.get("throughput", {})
+    out = [
+        "Performance",
+        "-----------",
+        "",
+        f"Generated by ``python -m benchmarks.report`` from ``{source}`` (``make bench``, "
+        f"{result['machine']['cores']} cores, Python {result['machine']['python']}, "
+        f"started {result['started_at']}). Targets are goals, reported against baselines "
+        "measured in the same run on the same machine: ``raw_limit`` is a bare kombu "
+        "consume, one pipelined Lua write per message and a batch ack (no parsing, no state "
+        "machine); ``naive`` is one message at a time, prefetch 1, a ``transitions.Machine`` "
+        "built per event, load and save in separate round trips. Redis and RabbitMQ are "
+        "shared with other work on this machine: figures are the best of the runs stated "
+        "in the JSON file.",
+        "",
+        rule, line(HEADER), rule, *(line(r) for r in rows(result)), rule,
+        "",
+    ]
+    notes = [tp.get("note"), _get(result, "latency.mode"), _get(result, "timers.mode"),
+             _get(result, "memory.redis.note"), _get(result, "memory.worker_rss.note"),
+             _get(result, "memory.churn.mode")]
+    out += [f"- {n}" for n in notes if n]
+    return "\n".join(out) + "\n"
+
+
+def latest() -> Path:
+    files = sorted(p for p in RESULTS.glob("*.json") if "quick" not in p.name)
+    if not files:
+        raise SystemExit("no result file in benchmarks/results: run `make bench` first")
+    return files[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
+    parser.add_argument("file", nargs="?", type=Path, help="result file (default: latest)")
+    args = parser.parse_args(argv)
+    path = args.file or latest()
+    result = json.loads(path.read_text())
+    try:
+        source = str(path.resolve().relative_to(RESULTS.parents[1]))
+    except ValueError:
+        source = path.name
+    sys.stdout.write(rst(result, source))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

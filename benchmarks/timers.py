@@ -1,0 +1,118 @@
+"""Scenario 3: timer lateness with many pending timers, through the real TimerRunner path.
+
+``due`` real RUNNING rentals have their 60 s auto-cancel timer falling due spread over one
+second; ``pending - due`` more timers wait in the same sorted set a day ahead (members of
+the right format, added with pipelined ZADD: they are never due, only there to make the
+set big). A ``Worker``'s background turn (``TimerRunner.tick`` + the outbox sweep, as in
+production, with a vehicle API that answers at once) fires them with a clock shifted so
+the window opens when the loop starts. Every fired timer is checked against its rental's
+log: exactly one ``auto_cancel`` transition each.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from kombu import Connection
+
+from rental_fsm.effects import EffectRunner
+from rental_fsm.engine import Engine
+from rental_fsm.events.handler import EventHandler
+from rental_fsm.model import Timer
+from rental_fsm.store import Keys
+from rental_fsm.store.dead_letters import RedisDeadLetters
+from rental_fsm.store.redis import RedisRentalStore
+from rental_fsm.timers.base import member, to_ms
+from rental_fsm.worker.process import IDLE_TICK_S, Parts, Worker
+
+from .common import (
+    AMQP_URL,
+    FAR,
+    KEYLESS_CAR,
+    drop_namespace,
+    figure,
+    percentiles,
+    redis_client,
+    running_rental,
+    unique,
+)
+from .stubs import NullAPI
+
+
+class ShiftedClock:
+    """The system clock moved by a fixed offset: lateness is measured in real time."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+
+def run(quick: bool) -> dict[str, Any]:
+    pending, due = (2_000, 200) if quick else (100_000, 10_000)
+    namespace = unique("tm")
+    client = redis_client()
+    keys = Keys(namespace)
+    store = RedisRentalStore(client, keys)
+    try:
+        seeded_at = datetime.now(timezone.utc)
+        window = seeded_at + timedelta(hours=1)  # seeding time does not matter
+        ids = []
+        for i in range(due):
+            due_at = window + timedelta(microseconds=i * 1_000_000 // due)
+            durations = {**FAR, Timer.AUTO_CANCEL: due_at - seeded_at}
+            rental = running_rental(f"tR{i}", f"tV{i}", f"tC{i}", seeded_at, durations)
+            store.set_capabilities(rental.vehicle_id, KEYLESS_CAR)
+            store.create(rental)
+            ids.append(rental.rental_id)
+        far = to_ms(seeded_at + timedelta(days=1))
+        pipe = client.pipeline(transaction=False)
+        for i in range(pending - due):
+            pipe.zadd(keys.timers, {member(f"fill{i}", Timer.END_TIMEOUT, f"tok{i}"): far + i})
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        assert store.timers.pending() == pending
+
+        clock = ShiftedClock(window - datetime.now(timezone.utc))
+        engine = Engine(store, clock=clock, durations=FAR)
+        api = NullAPI()
+        parts = Parts(store=store, timers=store.timers, engine=engine,
+                      handler=EventHandler(store, engine, RedisDeadLetters(client, keys, clock),
+                                           clock=clock),
+                      effects=EffectRunner(store, engine, api, clock=clock, owner="bench"),
+                      connection=Connection(AMQP_URL), queues=("unused",))
+        worker = Worker(parts, clock=clock)
+        runner = worker.timer_runner
+        started = time.perf_counter()
+        while runner.stats.fired + runner.stats.stale < due \
+                and time.perf_counter() - started < 600:
+            if worker.turn() == 0:
+                time.sleep(IDLE_TICK_S)
+        elapsed = time.perf_counter() - started
+        pipe = client.pipeline(transaction=False)
+        for rid in ids:
+            pipe.lrange(keys.log(rid), 0, -1)
+        once = sum(1 for lines in pipe.execute()
+                   if sum(b'"trigger":"auto_cancel"' in line for line in lines) == 1)
+        lateness = percentiles(runner.stats.lateness_ms)
+        return {
+            "mode": "real Worker.turn (TimerRunner + outbox sweep) on RedisTimerQueue, "
+                    "rentals with current timers",
+            "pending": pending, "due_within_1s": due,
+            "lateness_p50_ms": figure(lateness.get("p50"), 1),
+            "lateness_p99_ms": figure(lateness.get("p99"), 1),
+            "lateness_max_ms": figure(lateness.get("max"), 1),
+            "fired": figure(runner.stats.fired, 1),
+            "fired_exactly_once": figure(once, 1, of=due),
+            "stale_or_rejected": runner.stats.stale + runner.stats.rejected,
+            "fire_rate_per_s": figure(round(runner.stats.fired / elapsed, 1), 1),
+            "commands_sent": api.calls,
+            "histogram_ms": [round(x, 2) for x in runner.stats.lateness_ms],
+        }
+    finally:
+        drop_namespace(client, namespace)
+        client.close()

@@ -143,9 +143,9 @@ class Fleet:
 class Rig:
     """The whole stack in one process; every step lets one second pass first."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Any = None) -> None:
         self.clock = ManualClock(T0)
-        self.store = InMemoryRentalStore(clock=self.clock)
+        self.store = store if store is not None else InMemoryRentalStore(clock=self.clock)
         self.fleet = Fleet(self.clock)
         self.orch = Orchestrator(self.store, self.fleet, clock=self.clock,
                                  authorize=lambda c, v: c != "blocked")

@@ -46,9 +46,9 @@ chaos: $(STAMP)
 	RENTAL_FSM_AMQP_URL=$${RENTAL_FSM_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//} \
 	$(PY) -m rental_fsm.demo.chaos $(CHAOS_ARGS)
 
-## bench: benchmarks against baselines measured in the same run (arrives with the benchmarks issue)
+## bench: benchmarks against baselines measured in the same run (BENCH_ARGS=--quick: small)
 bench: $(STAMP)
-	@echo "make bench is not built yet: see the open issue 'Benchmarks'." >&2; exit 2
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,6 @@ built for every event.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import Any
 
@@ -49,7 +48,7 @@ def _consume(queue: str, prefetch: int, expected: int, on_message: Any,
             while done["n"] < expected and time.monotonic() < deadline:
                 try:
                     conn.drain_events(timeout=0.02)
-                except (socket.timeout, TimeoutError):
+                except TimeoutError:
                     if flush is not None:
                         done["n"] += flush()
         if flush is not None:

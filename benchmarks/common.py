@@ -26,7 +26,6 @@ from kombu import Connection, Queue
 
 from rental_fsm.machine import decide
 from rental_fsm.model import Rental, Timer, format_time
-from rental_fsm.store import Keys
 from rental_fsm.store.redis import RedisRentalStore
 
 REDIS_URL = os.environ.get("RENTAL_FSM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

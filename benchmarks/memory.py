@@ -34,6 +34,7 @@ from .common import (
     envelope,
     figure,
     private_redis,
+    publish,
     redis_client,
     rss_kb,
     seed_running,
@@ -102,7 +103,6 @@ def worker_rss(url: str, stages: tuple[int, ...]) -> dict[str, Any]:
             fresh = seed_running(store, target - len(seeded), "w", start=len(seeded), now=now)
             seeded += fresh
             with amqp() as conn:
-                from .common import publish
                 publish(conn, queue, (json.dumps(envelope(
                     r.vehicle_id, {"doors_status": "OPEN"}, now + timedelta(seconds=1)))
                     .encode() for r in fresh))

@@ -1,0 +1,47 @@
+"""``python -m benchmarks --quick`` runs every scenario and writes every field (issue 9).
+
+No timing assertions: the numbers are for operators, this only checks that the benchmark
+itself keeps working (small sizes, real Redis and RabbitMQ, everything cleaned up).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.redis, pytest.mark.rabbitmq, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+
+FIELDS = {
+    "throughput": ["events_per_s", "raw_limit_events_per_s", "naive_events_per_s",
+                   "ratio_to_raw_limit", "ratio_to_naive"],
+    "scale_out": ["one_worker_events_per_s", "two_workers_events_per_s", "ratio"],
+    "latency": ["p50_ms", "p99_ms", "p99_9_ms", "max_ms"],
+    "timers": ["lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms", "fired",
+               "fired_exactly_once"],
+}
+
+
+def test_quick_run_writes_every_field(redis_client, amqp_connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "quick.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert "errors" not in result, result.get("errors")
+    for section, names in FIELDS.items():
+        for name in names:
+            fig = result[section][name]
+            assert fig["value"] is not None and fig["runs"] >= 1 and fig["cores"] >= 1, name
+    memory = result["memory"]
+    for path in (("redis", "bytes_per_rental_excl_log"), ("worker_rss", "bytes_per_rental_slope"),
+                 ("churn", "rss_growth_pct")):
+        assert memory[path[0]][path[1]]["value"] is not None
+    assert result["scale_out"]["rentals_identical"]["value"] is True
+    assert result["timers"]["fired_exactly_once"]["value"] == result["timers"]["due_within_1s"]
+    assert result["replay"]["status"] in ("ok", "skipped: replay not available")
+    assert "figure" in proc.stdout  # the human-readable table

@@ -173,6 +173,7 @@ def _replay(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from .config import Settings
     from .errors import LogFormatError
     from .replay import Replayer
     from .replay.progress import ProgressBar
@@ -181,7 +182,9 @@ def _replay(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr) if args.progress or sys.stderr.isatty() else None
     try:
         jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-        report = Replayer().replay_files(args.logs, progress=bar, jobs=jobs)
+        # The timer durations the recording ran with come from the same RENTAL_FSM_* settings.
+        replayer = Replayer(durations=Settings.from_env().durations())
+        report = replayer.replay_files(args.logs, progress=bar, jobs=jobs)
     except LogFormatError as exc:
         print(f"rental-fsm replay: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -303,9 +303,10 @@ class EffectRunner:
 
 def call_entry(now: Any, vehicle_id: str, what: str, status: int | None,
                body: Mapping[str, Any] | None, error: str | None,
-               exc: Exception | None = None) -> dict[str, Any]:
-    """The rental-log ``call`` entry of one OneAPI call and its outcome."""
-    method, path = _describe(vehicle_id, what)
+               exc: Exception | None = None, *, fresh: bool = True) -> dict[str, Any]:
+    """The rental-log ``call`` entry of one OneAPI call and its outcome (``fresh``: the
+    rental-status call's ``request_new_vehicle_state``, recorded in its path)."""
+    method, path = _describe(vehicle_id, what, fresh)
     record: dict[str, Any] = {"kind": "call", "at": format_time(now), "method": method,
                               "path": path, "status": status, "body": body, "error": error}
     if exc is not None:
@@ -329,10 +330,11 @@ def change_of(store: RentalStore, entry: OutboxEntry) -> dict[str, Any]:
     }
 
 
-def _describe(vehicle_id: str, what: str) -> tuple[str, str]:
+def _describe(vehicle_id: str, what: str, fresh: bool = True) -> tuple[str, str]:
     """Method and path (with query) of a call, as rental-log.md records it."""
     if what.startswith("rental-status"):
-        return "PUT", f"/vehicles/{vehicle_id}/rental-status?request_new_vehicle_state=true"
+        flag = "true" if fresh else "false"
+        return "PUT", f"/vehicles/{vehicle_id}/rental-status?request_new_vehicle_state={flag}"
     return "POST", f"/vehicles/{vehicle_id}/commands/{what}"
 
 

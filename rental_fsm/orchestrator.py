@@ -381,15 +381,15 @@ class Orchestrator:
             log.warning("vehicle.unreachable", rental_id=rental.rental_id,
                         vehicle_id=rental.vehicle_id, flow_id=exc.flow_id)
             return None, True, [call_entry(now, rental.vehicle_id, what, None, None,
-                                           "connection", exc)]
+                                           "connection", exc, fresh=fresh)]
         except OneAPIError as exc:
             log.warning("vehicle.rental_status_failed", rental_id=rental.rental_id,
                         status=exc.status, problem_type=exc.problem_type)
             return None, False, [call_entry(now, rental.vehicle_id, what, exc.status, None,
-                                            None, exc)]
+                                            None, exc, fresh=fresh)]
         body = result.value.to_json() if result.value is not None else None
         return body, False, [call_entry(now, rental.vehicle_id, what, result.status, body,
-                                        None)]
+                                        None, fresh=fresh)]
 
 
 def _customer_status(value: str | CustomerStatus) -> CustomerStatus:

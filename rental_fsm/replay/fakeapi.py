@@ -47,7 +47,8 @@ class LogAPI:
     def set_rental_status(
         self, vehicle_id: str, value: str, *, request_new_vehicle_state: bool = True
     ) -> Result[VehicleState | None]:
-        answer = self._answer(vehicle_id, f"rental-status {value}")
+        answer = self._answer(vehicle_id, f"rental-status {value}",
+                              fresh=request_new_vehicle_state)
         return Result(_state(answer), "replay", int(answer["status"]))
 
     def get_vehicle(self, vehicle_id: str) -> Result[Vehicle]:
@@ -56,8 +57,8 @@ class LogAPI:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _answer(self, vehicle_id: str, what: str) -> Mapping[str, Any]:
-        probe = call_entry(_EPOCH, vehicle_id, what, None, None, None)
+    def _answer(self, vehicle_id: str, what: str, fresh: bool = True) -> Mapping[str, Any]:
+        probe = call_entry(_EPOCH, vehicle_id, what, None, None, None, fresh=fresh)
         key = (probe["method"], probe["path"])
         self._asked[key] += 1
         queue = self._answers.get(key)

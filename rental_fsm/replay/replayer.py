@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,9 @@ from ..criteria import EndPolicy
 from ..errors import InvalidInput, RentalFSMError, RentalNotFound, UnansweredCall
 from ..events.handler import EventHandler
 from ..machine import MACHINE, RentalMachine
-from ..model import Timer, parse_time
+from ..model import Rental, RentalState, Timer, parse_time
 from ..orchestrator import Orchestrator
+from ..store.base import Commit
 from ..store.dead_letters import InMemoryDeadLetters
 from ..store.memory import InMemoryRentalStore
 from ..timers.base import to_ms
@@ -198,10 +201,12 @@ class _Run:
         try:
             if op == "start":
                 vehicle_id = str(args.get("vehicle_id"))
+                customer_id = str(args.get("customer_id"))
                 self._seed_vehicle(vehicle_id, entry)
-                self.orch.start_rental(
-                    rid, vehicle_id=vehicle_id, customer_id=str(args.get("customer_id")),
-                    customer_status=str(args.get("customer_status", "IDLE")))
+                with self._busy(result, vehicle_id, customer_id):
+                    self.orch.start_rental(
+                        rid, vehicle_id=vehicle_id, customer_id=customer_id,
+                        customer_status=str(args.get("customer_status", "IDLE")))
             elif op == "end":
                 self.orch.end_rental(rid)
             elif op == "force_end":
@@ -212,6 +217,25 @@ class _Run:
             raise
         except RentalFSMError:
             pass  # the orchestrator logged the refusal as the request's result
+
+    @contextmanager
+    def _busy(self, result: Any, vehicle_id: str, customer_id: str) -> Iterator[None]:
+        """Live, another rental held the vehicle or customer; the log names only the
+        error, so a stand-in rental holds it for the duration of this request."""
+        error = result.get("error") if isinstance(result, Mapping) else None
+        if error not in ("VehicleBusy", "CustomerBusy"):
+            yield
+            return
+        holder = Rental(
+            f"{self.rental_id}~holder", vehicle_id if error == "VehicleBusy" else "~",
+            customer_id if error == "CustomerBusy" else "~", state=RentalState.RUNNING,
+            created_at=self.clock.now())
+        self.store.create(holder)
+        try:
+            yield
+        finally:
+            ended = replace(holder, state=RentalState.ENDED, version=1)
+            self.store.commit(Commit(ended, 0))
 
     def _seed_vehicle(self, vehicle_id: str, entry: Mapping[str, Any]) -> None:
         caps = entry.get("capabilities")

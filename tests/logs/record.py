@@ -171,7 +171,8 @@ class Rig:
             self.settle()
 
     def start(self, rid: str, vehicle: str = "V1", customer: str = "c1") -> None:
-        self.rentals.append(rid)
+        if rid not in self.rentals:
+            self.rentals.append(rid)
         self.request("start_rental", rid, vehicle_id=vehicle, customer_id=customer)
 
     def request(self, op: str, rid: str, **kw: Any) -> None:
@@ -368,6 +369,16 @@ def force_end(rig: Rig) -> None:
     rig.fleet.plan["V1"].append("accepted")
     rig.request("end_rental", "force-ending")
     rig.request("force_end", "force-ending")
+
+
+@scenario
+def vehicle_busy(rig: Rig) -> None:
+    """A second start on a vehicle in use is refused until the first rental ends."""
+    rig.start("busy-first", customer="c1")
+    rig.start("busy-second", customer="c2")  # VehicleBusy
+    rig.request("force_end", "busy-first")
+    rig.start("busy-second", customer="c2")
+    rig.request("force_end", "busy-second")
 
 
 @scenario

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,34 +39,40 @@ def _ratio(target: float, higher: bool) -> Callable[[Any], str]:
 #: (label, value path, baseline text path or '', target text, verdict)
 ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
     ("worker throughput (events/s)", "throughput.events_per_s",
-     "throughput.raw_limit_events_per_s", "", lambda v: ""),
-    ("  ratio to raw_limit", "throughput.ratio_to_raw_limit", "", ">= 0.5", _ratio(0.5, True)),
-    ("  ratio to naive", "throughput.ratio_to_naive", "throughput.naive_events_per_s", ">= 10",
-     _ratio(10, True)),
+     "{throughput.events} events, 1 process", "", lambda v: ""),
+    ("worker / raw_limit", "throughput.ratio_to_raw_limit",
+     "raw_limit {throughput.raw_limit_events_per_s}/s", ">= 0.5", _ratio(0.5, True)),
+    ("worker / naive", "throughput.ratio_to_naive",
+     "naive {throughput.naive_events_per_s}/s", ">= 10", _ratio(10, True)),
     ("latency p50 at 1,000/s (ms)", "latency.p50_ms", "", "", lambda v: ""),
     ("latency p99 at 1,000/s (ms)", "latency.p99_ms", "", "< 20", _ratio(20, False)),
     ("latency p99.9 at 1,000/s (ms)", "latency.p99_9_ms", "", "", lambda v: ""),
     ("latency p99 at half capacity (ms)", "latency.at_half_capacity.p99",
-     "latency.at_half_capacity.rate_per_s", "(< 20)", _ratio(20, False)),
+     "at {latency.at_half_capacity.rate_per_s}/s", "(< 20)", _ratio(20, False)),
     ("timer lateness p50 (ms)", "timers.lateness_p50_ms", "", "", lambda v: ""),
-    ("timer lateness p99 (ms)", "timers.lateness_p99_ms", "timers.pending", "< 100",
-     _ratio(100, False)),
+    ("timer lateness p99 (ms)", "timers.lateness_p99_ms",
+     "{timers.pending} pending", "< 100", _ratio(100, False)),
     ("timer lateness max (ms)", "timers.lateness_max_ms", "", "", lambda v: ""),
-    ("timers fired exactly once", "timers.fired_exactly_once", "timers.due_within_1s",
-     "all", lambda v: ""),
+    ("timers fired exactly once", "timers.fired_exactly_once",
+     "of {timers.due_within_1s} due in 1 s", "all", lambda v: ""),
+    ("timer fire rate (timers/s)", "timers.fire_rate_per_s", "1 runner", "", lambda v: ""),
     ("Redis bytes/rental excl. log", "memory.redis.bytes_per_rental_excl_log", "",
      "<= 2048", _ratio(2048, False)),
-    ("Redis log bytes/rental", "memory.redis.log_bytes_per_rental", "", "", lambda v: ""),
-    ("worker RSS bytes/rental (slope)", "memory.worker_rss.bytes_per_rental_slope", "", "",
-     lambda v: ""),
+    ("Redis log bytes/rental", "memory.redis.log_bytes_per_rental",
+     "{memory.redis.rentals} rentals", "", lambda v: ""),
+    ("worker RSS bytes/rental (slope)", "memory.worker_rss.bytes_per_rental_slope",
+     "10k to 20k rentals", "", lambda v: ""),
     ("worker RSS at 100k (MB, extrap.)", "memory.worker_rss.rss_at_100k_extrapolated_mb", "",
      "", lambda v: ""),
-    ("RSS growth over churn (%)", "memory.churn.rss_growth_pct", "", "< 5",
+    ("RSS growth over churn (%)", "memory.churn.rss_growth_pct",
+     "{memory.churn.simulated_minutes} sim. min, {memory.churn.rentals} rentals", "< 5",
      _ratio(5, False)),
-    ("2 workers / 1 worker", "scale_out.ratio", "scale_out.one_worker_events_per_s",
-     ">= 1.6", _ratio(1.6, True)),
-    ("  rentals identical", "scale_out.rentals_identical.value", "", "true", lambda v: ""),
-    ("replay lines/s", "replay.lines_per_s", "replay.status", "", lambda v: ""),
+    ("2 workers / 1 worker", "scale_out.ratio",
+     "2 workers {scale_out.two_workers_events_per_s}/s", ">= 1.6", _ratio(1.6, True)),
+    ("2 workers: rentals identical", "scale_out.rentals_identical.value", "", "true",
+     lambda v: ""),
+    ("replay lines/s", "replay.lines_per_s", "{replay.lines} lines, {replay.status}", "",
+     lambda v: ""),
 ]
 
 
@@ -73,14 +81,19 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     for label, path, base, target, verdict in ROWS:
         value = _get(result, path)
         if label.startswith("timers fired") and value is not None:
-            verdict_text = "met" if value == _get(result, base) else "missed"
-        elif label.strip() == "rentals identical":
+            due = _get(result, "timers.due_within_1s")
+            verdict_text = "met" if value == due else f"missed ({due - value} not once)"
+        elif label.endswith("rentals identical"):
             verdict_text = "met" if value is True else ("n/a" if value is None else "missed")
         else:
             verdict_text = verdict(value)
-        out.append((label, _fmt(value), _fmt(_get(result, base)) if base else "", target,
-                    verdict_text))
+        out.append((label, _fmt(value), _context(result, base), target, verdict_text))
     return out
+
+
+def _context(result: dict[str, Any], template: str) -> str:
+    """``template`` with each ``{path}`` replaced by that figure of the result."""
+    return re.sub(r"\{([\w.]+)\}", lambda m: _fmt(_get(result, m.group(1))), template)
 
 
 def _fmt(value: Any) -> str:
@@ -112,14 +125,10 @@ def rst(result: dict[str, Any], source: str) -> str:
     rule = "  ".join("=" * w for w in widths)
 
     def line(r: tuple[str, ...]) -> str:
-        return "  ".join(c.replace("  ", "\u00a0\u00a0").ljust(w)
-                         for c, w in zip(r, widths, strict=True)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
 
     tp = result.get("throughput", {})
-    out = [
-        "Performance",
-        "-----------",
-        "",
+    intro = (
         f"Generated by ``python -m benchmarks.report`` from ``{source}`` (``make bench``, "
         f"{result['machine']['cores']} cores, Python {result['machine']['python']}, "
         f"started {result['started_at']}). Targets are goals, reported against baselines "
@@ -128,15 +137,25 @@ def rst(result: dict[str, Any], source: str) -> str:
         "machine); ``naive`` is one message at a time, prefetch 1, a ``transitions.Machine`` "
         "built per event, load and save in separate round trips. Redis and RabbitMQ are "
         "shared with other work on this machine: figures are the best of the runs stated "
-        "in the JSON file.",
+        "in the JSON file."
+    )
+    out = [
+        "Performance",
+        "-----------",
+        "",
+        textwrap.fill(intro, 90),
         "",
         rule, line(HEADER), rule, *(line(r) for r in rows(result)), rule,
         "",
     ]
-    notes = [tp.get("note"), _get(result, "latency.mode"), _get(result, "timers.mode"),
-             _get(result, "memory.redis.note"), _get(result, "memory.worker_rss.note"),
-             _get(result, "memory.churn.mode")]
-    out += [f"- {n}" for n in notes if n]
+    notes = [("throughput", tp.get("note")), ("latency", _get(result, "latency.mode")),
+             ("timers", _get(result, "timers.mode")),
+             ("Redis memory", _get(result, "memory.redis.note")),
+             ("worker RSS", _get(result, "memory.worker_rss.note")),
+             ("churn", _get(result, "memory.churn.mode")),
+             ("replay", _get(result, "replay.note"))]
+    out += [textwrap.fill(f"- {name}: " + n.replace("`", "``"), 90, subsequent_indent="  ")
+            for name, n in notes if n]
     return "\n".join(out) + "\n"
 
 

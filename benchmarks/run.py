@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--out", type=Path, help="result file (default results/<date>.json)")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every scenario's cleanup (keys, queues, processes) runs.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     from rental_fsm.logs import configure_logging
 
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwritten: {out}" + ("" if histograms else
                                  "\n(no PNG histograms: matplotlib is not installed)"))
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _pngs(result: dict[str, Any], out: Path) -> list[str]:

@@ -102,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--health-file", type=Path, metavar="PATH",
                         help="touched on every loop turn, for process supervisors")
     worker.set_defaults(handler=_worker)
+
+    demo = commands.add_parser(
+        "demo", help="a simulated fleet renting through every scenario of the seeds"
+    )
+    from .demo.cli import add_arguments as demo_arguments
+
+    demo_arguments(demo)
+    demo.set_defaults(handler=_demo)
+
+    chaos = commands.add_parser(
+        "chaos", help="the demo's fleet under faults on real Redis and RabbitMQ"
+    )
+    chaos.add_argument("args", nargs=argparse.REMAINDER,
+                       help="--seconds S --workers N --seed N --output DIR ...")
+    chaos.set_defaults(handler=_chaos)
     return parser
 
 
@@ -296,6 +311,18 @@ def _simulator(args: argparse.Namespace) -> int:
     if connection is not None:
         connection.release()
     return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.cli import run
+
+    return run(args)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from .demo.chaos import main as chaos_main
+
+    return chaos_main(list(args.args))
 
 
 def _worker(args: argparse.Namespace) -> int:

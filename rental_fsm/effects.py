@@ -20,8 +20,10 @@ command goes out while the cached ignition is ON (rental-status calls are not co
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -50,6 +52,8 @@ MAX_RETRY_WAIT_S = 3.0
 CLAIM_LEASE = timedelta(minutes=2)
 #: Follow-up transitions one ``run_rental`` may chase before leaving the rest to a sweep.
 MAX_FOLLOW_UP_ROUNDS = 8
+#: Rentals whose commands are sent at once by one runner (``dispatch``).
+DEFAULT_PARALLEL = 16
 
 #: Which state waits for which effect, and the trigger its definite failure causes.
 FAILURE_TRIGGERS: Mapping[tuple[RentalState, Effect], str] = {
@@ -103,9 +107,17 @@ class EffectRunner:
     def __init__(
         self, store: RentalStore, engine: Engine, api: VehicleCommands, *, clock: Clock,
         owner: str, sleep: Callable[[float], None] = time.sleep,
-        notifier: Notifier | None = None,
+        notifier: Notifier | None = None, parallel: int = DEFAULT_PARALLEL,
     ) -> None:
         self.notifier = notifier
+        #: Rentals whose effects run at once in ``dispatch`` (each rental in one thread).
+        self.parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
+        #: Effects this runner has put on the wire: a claim of ours that is not in here
+        #: was never sent (e.g. Redis failed in between) and may be run again.
+        self._sent: set[str] = set()
         self.store = store
         self.engine = engine
         self.api = api
@@ -114,11 +126,46 @@ class EffectRunner:
         self.sleep = sleep
 
     def sweep(self, limit: int = 100) -> list[EffectOutcome]:
-        """Run the pending effects of up to ``limit`` rentals."""
+        """Run the pending effects of up to ``limit`` rentals, here and now (drains, tests,
+        replay)."""
         outcomes: list[EffectOutcome] = []
         for rental_id in sorted(self.store.rentals_with_pending_effects())[:limit]:
             outcomes.extend(self.run_rental(rental_id))
         return outcomes
+
+    def dispatch(self, limit: int = 1000) -> int:
+        """Hand rentals with pending effects to a thread pool; returns how many were handed.
+
+        Vehicle commands are synchronous at OneAPI and may take up to the read timeout, so
+        one vehicle's slow command must not hold up every other rental: rentals run in
+        parallel, each in one thread at a time (its effects stay in commit order).
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="rental-fsm-fx")
+        handed = 0
+        for rental_id in sorted(self.store.rentals_with_pending_effects())[:limit]:
+            with self._busy_lock:
+                if rental_id in self._busy:
+                    continue
+                self._busy.add(rental_id)
+            self._pool.submit(self._run_and_release, rental_id)
+            handed += 1
+        return handed
+
+    def _run_and_release(self, rental_id: str) -> None:
+        try:
+            self.run_rental(rental_id)
+        except Exception:  # logged; the effect stays in the outbox for the next dispatch
+            log.exception("effect.run_failed", rental_id=rental_id)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(rental_id)
+
+    def close(self) -> None:
+        """Wait for the effects in flight, then stop the pool."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def run_rental(self, rental_id: str) -> list[EffectOutcome]:
         """Run one rental's pending effects in commit order."""
@@ -139,7 +186,17 @@ class EffectRunner:
                     outcomes.append(EffectOutcome(entry.effect_id, entry.effect, "sent"))
                     progress = True
                     continue
-                if not self.store.claim_effect(rental_id, entry.effect_id, self.owner, now):
+                claimed = self.store.claim_effect(rental_id, entry.effect_id, self.owner, now)
+                if not claimed and self._ours(entry) and entry.effect_id in self._sent:
+                    # We sent it, then the store failed before it was marked done: finish
+                    # the bookkeeping, never the call (at most once).
+                    log.warning("effect.completed_late", rental_id=rental_id,
+                                effect_id=entry.effect_id)
+                    self.store.complete_effect(rental_id, entry.effect_id)
+                    self._sent.discard(entry.effect_id)
+                    progress = True
+                    continue
+                if not claimed and not self._ours(entry):
                     abandoned = self._close_abandoned(entry, now)
                     if abandoned is None:
                         return outcomes  # another worker is sending it; keep commit order
@@ -147,8 +204,14 @@ class EffectRunner:
                 else:
                     outcomes.append(self._run(entry))
                     self.store.complete_effect(rental_id, entry.effect_id)
+                    self._sent.discard(entry.effect_id)
                 progress = True
         return outcomes
+
+    def _ours(self, entry: OutboxEntry) -> bool:
+        """Claimed by this runner earlier (a store failure interrupted it)."""
+        claim = self.store.effect_claim(entry.rental_id, entry.effect_id)
+        return claim is not None and claim[0] == self.owner
 
     def _notify(self, entry: OutboxEntry) -> bool:
         """At least once: not claimed, completed only after the notifier took it."""
@@ -215,6 +278,7 @@ class EffectRunner:
         """Send one call; merge a returned state into the cache and into ``touched``
         (or interpret it at once when no sequence collects it)."""
         for attempt in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
+            self._sent.add(entry.effect_id)
             try:
                 result = send()
             except OutcomeUnknown as exc:

@@ -94,7 +94,7 @@ class Orchestrator:
         self.timers = TimerRunner(store, store.timers, self.engine, clock=self.clock)  # type: ignore[attr-defined]
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def from_settings(
@@ -274,14 +274,14 @@ class Orchestrator:
 
     def start_background(self, interval: float = 0.05) -> None:
         """Run timers and commands in a daemon thread (embedding without workers)."""
-        if self._thread is not None:
+        if self._threads:
             return
         self._stop.clear()
 
-        def loop() -> None:
+        def loop(step: Callable[[], int]) -> None:
             while not self._stop.is_set():
                 try:
-                    busy = self.run_pending()
+                    busy = step()
                 except RentalFSMError as exc:
                     log.warning("orchestrator.loop_retrying", error=str(exc))
                     busy = 0
@@ -294,16 +294,23 @@ class Orchestrator:
                     self._wake.wait(interval)
                     self._wake.clear()
 
-        self._thread = threading.Thread(target=loop, name="rental-fsm-orchestrator",
-                                        daemon=True)
-        self._thread.start()
+        # Timers and commands in separate threads: a slow command never delays a timer.
+        self._threads = [
+            threading.Thread(target=loop, args=(lambda: len(self.timers.tick()),),
+                             name="rental-fsm-timers", daemon=True),
+            threading.Thread(target=loop, args=(self.effects.dispatch,),
+                             name="rental-fsm-effects", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
+        self.effects.close()
 
     # -- internals ------------------------------------------------------------------------
 

@@ -37,6 +37,11 @@ def test_the_embedded_demo_runs_every_scenario_as_expected(tmp_path: Path, capsy
         assert [e["trigger"] for e in entries if e["kind"] == "transition"] == \
             rental["triggers"]
     assert (tmp_path / "rentals.jsonl").exists()
+    # its own logs replay with no divergence, and each scenario has a path diagram
+    assert data["replay_divergences"] == []
+    assert "no divergence" in out
+    diagrams = {p.stem for p in (tmp_path / "diagrams").glob("*.mmd")}
+    assert {d.rsplit("-", 1)[0] for d in diagrams} == {s.name for s in SCENARIOS}
 
 
 def test_a_scenario_that_ends_otherwise_than_expected_fails_the_demo(
@@ -64,6 +69,7 @@ def test_the_same_demo_passes_on_real_redis_and_rabbitmq(
                  "--output", str(tmp_path)]) == 0
     data = summary(tmp_path)
     assert data["ok"] and data["store"] == "redis" and data["amqp"] == "rabbitmq"
+    assert data["replay_divergences"] == []
     assert list(redis_client.scan_iter(match="*rental-fsm-demo-*")) == []  # cleaned up
 
 

@@ -44,8 +44,21 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in summary_lines(report):
         print(line)
-    print(f"\nrental logs: {args.output / 'logs'} (all: {args.output / 'rentals.jsonl'}), "
-          f"summary: {args.output / 'summary.json'}, log lines: {args.output / 'demo.log'}")
+    if report.replay_divergences:
+        print("replaying the demo's logs DIVERGED:")
+        for divergence in report.replay_divergences[:10]:
+            print(f"    {divergence}")
+    else:
+        print("replaying the demo's logs: every rental came out the same (no divergence)")
+    print(f"\nrental logs: {args.output / 'logs'} (all: {args.output / 'rentals.jsonl'})")
+    print(f"path diagrams: {args.output / 'diagrams'} ({len(report.diagrams)} files)")
+    print(f"summary: {args.output / 'summary.json'}, log lines: {args.output / 'demo.log'}")
+    scaled = {name: f"{seconds / args.speed:g}" for name, seconds in (
+        ("START_TIMEOUT_S", settings.start_timeout.total_seconds()),
+        ("END_TIMEOUT_S", settings.end_timeout.total_seconds()),
+        ("AUTO_CANCEL_S", settings.auto_cancel.total_seconds()))}
+    env = " ".join(f"RENTAL_FSM_{k}={v}" for k, v in scaled.items())
+    print(f"replay them yourself: {env} rental-fsm replay {args.output / 'rentals.jsonl'}")
     print("every scenario ended as expected" if report.ok else "SOME SCENARIOS FAILED")
     return 0 if report.ok else 1
 

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from ..clock import SystemClock
 from ..config import Settings
 from ..criteria import BusinessArea, Circle, EndPolicy
 from ..events.handler import DeadLetters, EventHandler
-from ..model import Decision, EndReason, Rental, RentalState
+from ..model import Decision, EndReason, Rental, RentalState, Timer
 from ..oneapi.client import OneAPIClient
 from ..orchestrator import Orchestrator
 from ..simulator import EventRouting, Simulator
@@ -43,6 +43,8 @@ from .scenarios import SCENARIOS, Context, Scenario
 
 #: The simulator parks its vehicles here (oneapi.md §5.1's example position).
 HOME = (50.834, 8.0219)
+#: The demo fleet's business area: 50 km around the simulator's home position.
+_END_POLICY = EndPolicy(area=BusinessArea(circles=(Circle(HOME[0], HOME[1], 50_000),)))
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,16 @@ class Report:
     seconds: float
     transitions: int
     output: Path
+    #: Divergences found when the demo replayed its own logs (must be none).
+    replay_divergences: list[str] = field(default_factory=list)
+    diagrams: list[Path] = field(default_factory=list)
     #: Values that must appear in no output: the client secret and every access token
     #: the simulator issued (for the hardening tests' secrets scan; never written).
     secrets: list[str] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        return all(r.ok for r in self.results) and not self.replay_divergences
 
     def by_scenario(self) -> dict[str, list[Result]]:
         grouped: dict[str, list[Result]] = {}
@@ -145,8 +150,7 @@ def run_demo(options: DemoOptions, *, out: TextIO) -> Report:
         clock = SystemClock()
         orch = Orchestrator(store, client, authorize=lambda customer, vehicle: True,
                             clock=clock, durations=durations,
-                            end_policy=EndPolicy(area=BusinessArea(circles=(
-                                Circle(HOME[0], HOME[1], 50_000),))))
+                            end_policy=_END_POLICY)
         orch.engine.listeners.append(counter)
         assert routing.vehicle_state_queue and routing.vehicle_queue
         worker = Worker(Parts(
@@ -189,10 +193,13 @@ def run_demo(options: DemoOptions, *, out: TextIO) -> Report:
         _delete_queues(amqp_url, routing)
         cleanup()
     report = Report(results, time.monotonic() - started, counter.count, options.output,
-                    secrets)
+                    secrets=secrets)
+    report.replay_divergences = _replay(options.output, durations, _END_POLICY)
+    report.diagrams = _path_diagrams(store_logs(options.output), results, options.output)
     (options.output / "summary.json").write_text(json.dumps({
         "ok": report.ok, "seconds": round(report.seconds, 1), "speed": options.speed,
-        "transitions": report.transitions, "amqp": "memory" if not settings.amqp_url
+        "transitions": report.transitions, "replay_divergences": report.replay_divergences,
+        "amqp": "memory" if not settings.amqp_url
         else "rabbitmq", "store": "redis" if settings.redis_url else "memory",
         "rentals": [r.to_dict() for r in results]}, indent=2))
     return report
@@ -253,6 +260,51 @@ def _export(store: RentalStore, results: list[Result], output: Path) -> None:
             with (logs / f"{result.rental_id}.jsonl").open("w", encoding="utf-8") as one:
                 store.export_jsonl([result.rental_id], one)
             store.export_jsonl([result.rental_id], combined)
+
+
+def _replay(output: Path, durations: Mapping[Timer, timedelta],
+            policy: EndPolicy) -> list[str]:
+    """Replay the demo's own logs: every rental must come out the same."""
+    from ..replay import replay
+
+    report = replay([output / "rentals.jsonl"], durations=durations, end_policy=policy)
+    return [str(d) for d in report.divergences]
+
+
+def store_logs(output: Path) -> dict[str, list[dict[str, Any]]]:
+    logs: dict[str, list[dict[str, Any]]] = {}
+    for line in (output / "rentals.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        logs.setdefault(entry["rental_id"], []).append(entry)
+    return logs
+
+
+def _path_diagrams(logs: Mapping[str, list[dict[str, Any]]], results: list[Result],
+                   output: Path) -> list[Path]:
+    """One path diagram per scenario (its first rental): Mermaid, and SVG with Graphviz."""
+    from ..diagrams import DiagramError, Highlight, render
+
+    folder = output / "diagrams"
+    folder.mkdir(exist_ok=True)
+    written: list[Path] = []
+    seen: set[str] = set()
+    for result in results:
+        if result.scenario.name in seen:
+            continue
+        seen.add(result.scenario.name)
+        transitions = [e for e in logs.get(result.rental_id, []) if e["kind"] == "transition"]
+        highlight = Highlight.from_transitions(transitions)
+        path = folder / f"{result.rental_id}.mmd"
+        path.write_text(render("mermaid", highlight=highlight), encoding="utf-8")
+        written.append(path)
+        try:
+            svg = render("svg", highlight=highlight)
+        except DiagramError:  # Graphviz not installed: the Mermaid file is enough
+            continue
+        path = folder / f"{result.rental_id}.svg"
+        path.write_text(svg, encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def _delete_queues(amqp_url: str, routing: EventRouting) -> None:

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -69,7 +70,6 @@ class Worker:
         self.timer_runner = TimerRunner(parts.store, parts.timers, parts.engine,
                                         clock=self.clock)
         self._stop = threading.Event()
-        self._loop_errors = 0
 
     # -- background: timers and the outbox ------------------------------------------------
 
@@ -80,22 +80,26 @@ class Worker:
         self._heartbeat()
         return len(fired) + len(ran)
 
-    def _loop(self) -> None:
+    def _loop(self, step: Callable[[], int]) -> None:
+        """Run ``step`` until stopped; timers and commands each get their own loop, so a
+        slow vehicle command never delays a due timer."""
+        errors = 0
         while not self._stop.is_set():
             try:
-                busy = self.turn()
-                self._loop_errors = 0
+                busy = step()
+                self._heartbeat()
+                errors = 0
             except RentalFSMError as exc:
-                self._loop_errors += 1
-                delay = compute_backoff(self._loop_errors)
+                errors += 1
+                delay = compute_backoff(errors)
                 log.warning("worker.loop_retrying", error=str(exc), transient=exc.transient,
                             retry_in_s=round(delay, 3))
                 self._stop.wait(delay)
                 continue
             except Exception:  # a bug: log it, keep the worker alive, back off
-                self._loop_errors += 1
+                errors += 1
                 log.exception("worker.loop_failed")
-                self._stop.wait(compute_backoff(self._loop_errors))
+                self._stop.wait(compute_backoff(errors))
                 continue
             if not busy:
                 self._stop.wait(IDLE_TICK_S)
@@ -120,14 +124,22 @@ class Worker:
 
     def run(self) -> int:
         """Consume and run timers/effects until stopped; returns the exit code (0)."""
-        loop = threading.Thread(target=self._loop, name="rental-fsm-timers", daemon=True)
-        loop.start()
+        loops = [
+            threading.Thread(target=self._loop, args=(lambda: len(self.timer_runner.tick()),),
+                             name="rental-fsm-timers", daemon=True),
+            threading.Thread(target=self._loop, args=(self.parts.effects.dispatch,),
+                             name="rental-fsm-effects", daemon=True),
+        ]
+        for loop in loops:
+            loop.start()
         log.info("worker.started", queues=list(self.parts.queues), pid=os.getpid())
         try:
             self.consumer.run()  # type: ignore[no-untyped-call]
         finally:
             self.stop()
-            loop.join(timeout=30)
+            for loop in loops:
+                loop.join(timeout=30)
+            self.parts.effects.close()  # let the commands in flight finish
         log.info("worker.stopped", handled=self.consumer.handled,
                  timers_fired=self.timer_runner.stats.fired)
         return 0

@@ -121,9 +121,16 @@ def test_bad_embedding_arguments_are_refused_with_our_errors(
 ) -> None:
     class NoAPI:
         def command(self, *a: Any) -> Any:
-            raise AssertionError("no command may be sent for a refused request")
+            raise AssertionError("start_rental sends no command itself")
 
-        set_rental_status = get_vehicle = command
+        set_rental_status = command
+
+        def get_vehicle(self, vehicle_id: str) -> Any:  # capabilities: not a command
+            from rental_fsm.oneapi.resources import Result, Vehicle
+            from rental_fsm.oneapi.vehicle_state import Capabilities
+
+            return Result(Vehicle(vehicle_id, Capabilities(frozenset(), frozenset()), None,
+                                  None, {}), None, 200)
 
     store = InMemoryRentalStore()
     store.set_capabilities("ok-id", {"commands": ["UNLOCK_AND_ENABLE_DRIVING"],

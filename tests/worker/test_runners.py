@@ -223,3 +223,89 @@ def test_a_response_revealing_the_ignition_stops_the_rest_of_the_sequence() -> N
     assert api.calls == ["unlock-central-lock"]
     rental = store.get("r-1")
     assert rental.state is RentalState.IDLE and "ignition is on" in rental.extra["last_failure"]
+
+
+def test_a_slow_command_does_not_hold_up_other_rentals() -> None:
+    """OneAPI commands are synchronous and may take up to the read timeout: one hanging
+    vehicle must not delay every other rental's commands (they run in parallel)."""
+    import threading
+    import time as _time
+
+    release = threading.Event()
+    sent: dict[str, float] = {}
+
+    class SlowForV1(ScriptedAPI):
+        def command(self, vehicle_id: str, command: Command) -> Result[VehicleState]:
+            if vehicle_id == "V1":
+                release.wait(10)
+            sent[vehicle_id] = _time.monotonic()
+            return Result(VehicleState({}), "flow", 200)
+
+    api = SlowForV1()
+    store, engine, runner, _ = setup(api)
+    store.set_capabilities("V2", CAR)
+    store.create(Rental("r-2", "V2", "c-2"))
+    engine.apply("r-1", "start")
+    engine.apply("r-2", "start")
+    began = _time.monotonic()
+    assert runner.dispatch() == 2
+    deadline = began + 5
+    while "V2" not in sent and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert "V2" in sent and "V1" not in sent  # r-2 went out while V1 still hung
+    assert runner.dispatch() == 0  # r-1 is in flight: never handed twice
+    release.set()
+    runner.close()
+    assert "V1" in sent and store.pending_effects("r-1") == []
+
+
+def test_a_claim_interrupted_before_sending_is_resumed_by_its_owner() -> None:
+    """Regression (found by the Redis-restart test): the store failed after the claim and
+    before the call; the command waited out the 2-minute lease although it was never
+    sent. Its owner resumes it; what was sent is still never resent."""
+    api = ScriptedAPI({})
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    real_get = store.get
+    failures = {"left": 1}
+
+    def flaky_get(rental_id: str) -> Rental:
+        if failures["left"]:
+            failures["left"] -= 1
+            from rental_fsm.errors import StoreUnavailable
+
+            raise StoreUnavailable("redis restarting")
+        return real_get(rental_id)
+
+    store.get = flaky_get  # type: ignore[method-assign]
+    with pytest.raises(Exception, match="redis restarting"):
+        runner.sweep()
+    assert api.calls == [] and store.pending_effects("r-1") != []
+    runner.sweep()
+    assert api.calls == ["unlock-and-enable-driving"]
+    assert store.pending_effects("r-1") == []
+
+
+def test_a_command_sent_before_the_store_failed_is_completed_not_resent() -> None:
+    """At most once: the call went out, then recording it failed; the runner finishes the
+    bookkeeping later without sending it again."""
+    api = ScriptedAPI({})
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    real_append = store.append_log
+    failures = {"left": 1}
+
+    def flaky_append(*args: object, **kw: object) -> object:
+        if failures["left"]:
+            failures["left"] -= 1
+            from rental_fsm.errors import StoreUnavailable
+
+            raise StoreUnavailable("redis went away")
+        return real_append(*args, **kw)  # type: ignore[arg-type]
+
+    store.append_log = flaky_append  # type: ignore[method-assign]
+    with pytest.raises(Exception, match="redis went away"):
+        runner.sweep()
+    runner.sweep()
+    assert api.calls == ["unlock-and-enable-driving"]
+    assert store.pending_effects("r-1") == []

@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     chaos = commands.add_parser(
         "chaos", help="the demo's fleet under faults on real Redis and RabbitMQ"
     )
-    chaos.add_argument("args", nargs=argparse.REMAINDER,
-                       help="--seconds S --workers N --seed N --output DIR ...")
+    from .demo.cli import add_chaos_arguments
+
+    add_chaos_arguments(chaos)
     chaos.set_defaults(handler=_chaos)
     return parser
 
@@ -320,9 +321,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _chaos(args: argparse.Namespace) -> int:
-    from .demo.chaos import main as chaos_main
+    from .demo.chaos import run as chaos_run
 
-    return chaos_main(list(args.args))
+    return chaos_run(args)
 
 
 def _worker(args: argparse.Namespace) -> int:

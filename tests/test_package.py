@@ -63,3 +63,12 @@ def test_importing_the_package_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    """`rental-fsm --help` or `diagram` need neither kombu, redis nor requests."""
+    code = ("import sys, rental_fsm.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('kombu', 'redis', 'requests') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"

@@ -53,3 +53,13 @@ def test_readme_python_blocks_run(redis_client, redis_namespace, monkeypatch) ->
         namespace: dict[str, object] = {}
         exec(compile(code, "README.rst", "exec"), namespace)  # noqa: S102 - our own docs
         assert namespace["store"] is not None
+
+
+def test_readme_performance_section_is_generated_from_the_latest_result() -> None:
+    import sys
+
+    sys.path.insert(0, str(README.parent))
+    from benchmarks import report
+
+    text = README.read_text()
+    assert report.with_section(text, report.section(report.latest())) == text

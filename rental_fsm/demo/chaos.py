@@ -16,6 +16,7 @@ rental is in the state its own events and timers say.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -26,21 +27,22 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..clock import SystemClock
 from ..config import Settings
-from ..criteria import BusinessArea, Circle, EndPolicy
 from ..errors import ConfigurationError
 from ..machine import TRANSITIONS
-from ..model import Effect, RentalState
+from ..model import Effect, RentalState, Timer
 from ..oneapi.client import OneAPIClient
 from ..orchestrator import Orchestrator
 from ..simulator import EventRouting, Simulator
 from ..simulator.events import connect
-from .runner import HOME, Result, _delete_queues, _plan, _run_one
+from .runner import _END_POLICY, Result, _delete_queues, _plan, _run_one
 
 EFFECT_NAMES = frozenset(e.value for e in Effect)
 #: Commands that carry out each effect on the demo's models (combined or single).
@@ -174,8 +176,7 @@ def run_chaos(options: ChaosOptions, settings: Settings, *, out: TextIO) -> Chao
         api = OneAPIClient(sim.url, sim.client_id, sim.client_secret, read_timeout=30.0)
         durations = {t: d * scale for t, d in settings.durations().items()}
         orch = Orchestrator(store, api, authorize=lambda c, v: True, clock=SystemClock(),
-                            durations=durations, end_policy=EndPolicy(
-                                area=BusinessArea(circles=(Circle(*HOME, 50_000),))))
+                            durations=durations, end_policy=_END_POLICY)
         stop = threading.Event()
         driver = threading.Thread(target=_drive, args=(options, rng, workers, sim, results,
                                                        report, stop), daemon=True)
@@ -203,14 +204,16 @@ def run_chaos(options: ChaosOptions, settings: Settings, *, out: TextIO) -> Chao
         _settle(orch, results, timeout_s)
         workers.stop_all()
         report.seconds = time.monotonic() - started
+        _export(store, results, output)
         _account(report, sim, store, results, output)
+        report.inconsistent += _replay(output, durations)
     finally:
         if workers is not None:
             workers.stop_all()
         sim.stop()
         publishing.release()
         _delete_queues(settings.amqp_url, routing)
-        _export_and_clean(client, store, namespace, results, output)
+        _clean(client, namespace)
     (output / "chaos-report.json").write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
@@ -321,37 +324,40 @@ def _account(report: ChaosReport, sim: Simulator, store: Any, results: list[Resu
                                          f"{asked[effect]}x, sent {sent}x")
 
 
-def _export_and_clean(client: Any, store: Any, namespace: str, results: list[Result],
-                      output: Path) -> None:
-    try:
-        with (output / "rentals.jsonl").open("w", encoding="utf-8") as combined:
-            for result in results:
-                try:
-                    store.export_jsonl([result.rental_id], combined)
-                except Exception:
-                    continue
-    finally:
-        names = list(client.scan_iter(match="{" + namespace + "}*", count=1000))
-        if names:
-            client.delete(*names)
-        client.close()
+def _export(store: Any, results: list[Result], output: Path) -> None:
+    with (output / "rentals.jsonl").open("w", encoding="utf-8") as combined:
+        for result in results:
+            store.export_jsonl([result.rental_id], combined)
+
+
+def _replay(output: Path, durations: Mapping[Timer, timedelta]) -> list[str]:
+    """Every rental must be in the state its own events and timers say: replay its log."""
+    from ..replay import replay
+
+    report = replay([output / "rentals.jsonl"], durations=durations,
+                    end_policy=_END_POLICY)
+    return [f"replay: {d}" for d in report.divergences]
+
+
+def _clean(client: Any, namespace: str) -> None:
+    names = list(client.scan_iter(match="{" + namespace + "}*", count=1000))
+    if names:
+        client.delete(*names)
+    client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rental_fsm.demo.chaos [--seconds S] [--workers N] [--seed N]``."""
-    import argparse
-
-    from ..logs import configure_logging
+    from .cli import add_chaos_arguments
 
     parser = argparse.ArgumentParser(prog="rental-fsm chaos")
-    parser.add_argument("--seconds", type=float, default=180.0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--rentals-per-wave", type=int, default=10)
-    parser.add_argument("--broker-restarts", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
-    parser.add_argument("--output", type=Path, default=Path("chaos-output"))
-    args = parser.parse_args(argv)
+    add_chaos_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..logs import configure_logging
+
     args.output.mkdir(parents=True, exist_ok=True)
     log_file = (args.output / "chaos.log").open("w", encoding="utf-8")
     configure_logging(fmt="json", level="warning", stream=log_file)

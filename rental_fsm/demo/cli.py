@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how many rentals run at once (default 30)")
     parser.add_argument("--output", type=Path, default=Path("demo-output"),
                         help="folder for the rental logs and the summary")
+
+
+def add_chaos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--rentals-per-wave", type=int, default=10)
+    parser.add_argument("--broker-restarts", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
+    parser.add_argument("--output", type=Path, default=Path("chaos-output"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,14 +3,16 @@
 ``due`` real RUNNING rentals have their 60 s auto-cancel timer falling due spread over one
 second; ``pending - due`` more timers wait in the same sorted set a day ahead (members of
 the right format, added with pipelined ZADD: they are never due, only there to make the
-set big). A ``Worker``'s background turn (``TimerRunner.tick`` + the outbox sweep, as in
-production, with a vehicle API that answers at once) fires them with a clock shifted so
+set big). The worker's timer loop (``TimerRunner.tick``), with its command thread sending the
+resulting commands alongside as in production (a vehicle API that answers at once), fires
+them with a clock shifted so
 the window opens when the loop starts. Every fired timer is checked against its rental's
 log: exactly one ``auto_cancel`` transition each.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -90,12 +92,26 @@ def run(quick: bool, *, sizes: tuple[int, int] | None = None,
                       connection=Connection(AMQP_URL), queues=("unused",))
         worker = Worker(parts, clock=clock)
         runner = worker.timer_runner
+        stop = threading.Event()
+
+        def commands() -> None:  # the worker's command thread, beside its timer loop
+            while not stop.is_set():
+                if parts.effects.dispatch() == 0:
+                    stop.wait(IDLE_TICK_S)
+
+        sender = threading.Thread(target=commands, daemon=True)
+        if sweep:
+            sender.start()
         started = time.perf_counter()
         while runner.stats.fired + runner.stats.stale < due \
                 and time.perf_counter() - started < 600:
-            if (worker.turn() if sweep else len(runner.tick())) == 0:
+            if len(runner.tick()) == 0:
                 time.sleep(IDLE_TICK_S)
         elapsed = time.perf_counter() - started
+        stop.set()
+        if sweep:
+            sender.join(60)
+        parts.effects.close()
         pipe = client.pipeline(transaction=False)
         for rid in ids:
             pipe.lrange(keys.log(rid), 0, -1)
@@ -103,7 +119,8 @@ def run(quick: bool, *, sizes: tuple[int, int] | None = None,
                    if sum(b'"trigger":"auto_cancel"' in line for line in lines) == 1)
         lateness = percentiles(runner.stats.lateness_ms)
         return {
-            "mode": "real Worker.turn (TimerRunner + outbox sweep) on RedisTimerQueue, "
+            "mode": "the worker's timer loop (TimerRunner.tick) on RedisTimerQueue, with "
+                    "its command thread sending the fired timers' commands alongside; "
                     "rentals with current timers",
             "pending": pending, "due_within_1s": due,
             "lateness_p50_ms": figure(lateness.get("p50"), 1),

@@ -144,3 +144,28 @@ def test_bad_embedding_arguments_are_refused_with_our_errors(
     for key in (rental_id, vehicle_id, customer_id):
         assert isinstance(key, str) and key.replace("-", "").replace("_", "").replace(
             ".", "").isalnum()
+
+
+log_lines = st.one_of(
+    st.text(max_size=80),
+    json_values.map(json.dumps),
+    st.builds(lambda seq, kind, extra: json.dumps({
+        "v": 1, "seq": seq, "at": "2026-11-22T10:00:00Z", "rental_id": "R1", "kind": kind,
+        **extra}), st.integers(-1, 4), st.sampled_from(
+            ["request", "event", "call", "clock", "timer", "transition", "bogus"]),
+        st.dictionaries(st.text(max_size=8), json_values, max_size=3)),
+)
+
+
+@BUDGET
+@given(st.lists(log_lines, max_size=8))
+def test_any_rental_log_is_read_or_refused_naming_file_and_line(lines: list[str]) -> None:
+    from rental_fsm.errors import LogFormatError
+    from rental_fsm.replay.reader import parse_lines
+
+    try:
+        parsed = list(parse_lines(lines, "fuzz.jsonl"))
+    except LogFormatError as exc:
+        assert exc.path == "fuzz.jsonl" and 1 <= exc.line <= len(lines)
+        return
+    assert len(parsed) == sum(1 for line in lines if line.strip())

@@ -89,13 +89,8 @@ def sim() -> Iterator[Simulator]:
 def test_a_worker_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     redis_client, redis_namespace, amqp_connection, amqp_queues, sim, tmp_path,  # type: ignore[no-untyped-def]
 ) -> None:
-    queue = unique("rfsm-events")
-    amqp_queues.append(queue)
-    parts = redis_parts(redis_client, redis_namespace, AMQP_URL, [queue], api=None)
-    vehicles, rentals = _fleet(parts, sim, 50)
-    publish(amqp_connection, queue, stream(vehicles, 40))
-    env = worker_env(redis_namespace, queue, sim, "redis://127.0.0.1:6379/0")
-    log = tmp_path / "worker.log"
+    parts, rentals, env, log, _ = _stream_setup(
+        redis_client, redis_namespace, amqp_connection, amqp_queues, sim, tmp_path, 50)
 
     first = spawn(env, log=log)
     try:
@@ -114,6 +109,21 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     assert all(parts.store.effect_claim(e.rental_id, e.effect_id) for e in left)
     claimed_left = len(left)
     assert_identical_to_an_uninterrupted_run(parts, rentals, sim, claimed_left)
+
+
+def _stream_setup(
+    redis_client: Any, namespace: str, amqp_connection: Any, amqp_queues: list[str],
+    sim: Simulator, tmp_path: Path, count: int, redis_url: str = "redis://127.0.0.1:6379/0",
+) -> tuple[Any, list[Any], dict[str, str], Path, str]:
+    """``count`` started rentals on simulator vehicles, a queue holding 41 events per
+    vehicle, and the environment of a worker process for them."""
+    queue = unique("rfsm-events")
+    amqp_queues.append(queue)
+    parts = redis_parts(redis_client, namespace, AMQP_URL, [queue], api=None)
+    vehicles, rentals = _fleet(parts, sim, count)
+    publish(amqp_connection, queue, stream(vehicles, 40))
+    return parts, rentals, worker_env(namespace, queue, sim, redis_url), \
+        tmp_path / "worker.log", queue
 
 
 def _fleet(parts: Any, sim: Simulator, count: int) -> tuple[list[str], list[Any]]:
@@ -187,14 +197,9 @@ def test_the_worker_rides_out_a_redis_restart_and_loses_nothing(
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=private_redis["port"])
-    queue = unique("rfsm-events")
-    amqp_queues.append(queue)
-    namespace = unique("rfsm-test")
-    parts = redis_parts(client, namespace, AMQP_URL, [queue], api=None)
-    vehicles, rentals = _fleet(parts, sim, 30)
-    publish(amqp_connection, queue, stream(vehicles, 40))
-    env = worker_env(namespace, queue, sim, f"redis://127.0.0.1:{private_redis['port']}/0")
-    log = tmp_path / "worker.log"
+    parts, rentals, env, log, queue = _stream_setup(
+        client, unique("rfsm-test"), amqp_connection, amqp_queues, sim, tmp_path, 30,
+        redis_url=f"redis://127.0.0.1:{private_redis['port']}/0")
     worker = spawn(env, log=log)
     try:
         wait_until(lambda: running(parts, rentals) >= 5, 60, "the first transitions")
@@ -237,13 +242,8 @@ def test_the_worker_reconnects_after_rabbitmq_restarts(
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed") if not in_ci() else pytest.fail(
             "rabbitmqctl missing")
-    queue = unique("rfsm-events")
-    amqp_queues.append(queue)
-    parts = redis_parts(redis_client, redis_namespace, AMQP_URL, [queue], api=None)
-    vehicles, rentals = _fleet(parts, sim, 30)
-    publish(amqp_connection, queue, stream(vehicles, 40))
-    env = worker_env(redis_namespace, queue, sim, "redis://127.0.0.1:6379/0")
-    log = tmp_path / "worker.log"
+    parts, rentals, env, log, _ = _stream_setup(
+        redis_client, redis_namespace, amqp_connection, amqp_queues, sim, tmp_path, 30)
     worker = spawn(env, log=log)
     try:
         wait_until(lambda: running(parts, rentals) >= 5, 60, "the first transitions")

@@ -189,6 +189,6 @@ def _json(event: dict[str, Any]) -> bytes:
 
 
 RentalFlow.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=40, deadline=None,
+    max_examples=200, stateful_step_count=40, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 test_random_flows_keep_the_invariants = RentalFlow.TestCase

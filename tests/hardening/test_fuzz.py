@@ -2,7 +2,8 @@
 
 Invariant: every input is classified (applied / ignored / dead-lettered / rejected with
 the project's own exception); nothing crashes, nothing is dropped without a record.
-Hypothesis prints the failing example and the seed to reproduce it on failure.
+On failure hypothesis prints the failing example and a @reproduce_failure blob
+(print_blob) that replays exactly that case.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rental_fsm.orchestrator import Orchestrator
 from rental_fsm.store import InMemoryRentalStore
 from rental_fsm.store.dead_letters import InMemoryDeadLetters
 
-BUDGET = settings(max_examples=300, deadline=None,
+BUDGET = settings(max_examples=300, deadline=None, print_blob=True,
                   suppress_health_check=[HealthCheck.too_slow,
                                          HealthCheck.function_scoped_fixture])
 

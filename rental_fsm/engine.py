@@ -80,6 +80,7 @@ class Engine:
         facts: Facts | None = None,
         inputs: Sequence[Mapping[str, Any]] = (),
         extra: Mapping[str, Any] | None = None,
+        loaded: Rental | None = None,
     ) -> Applied:
         """Decide ``trigger`` for the rental and commit the result with its log entries.
 
@@ -89,15 +90,20 @@ class Engine:
             facts: what the guards know, recorded in the transition's log entry.
             inputs: rental-log entries of the input that caused it (event, request, timer).
             extra: fields to merge into ``rental.extra`` with the transition.
+            loaded: the rental as the caller has just loaded it, after checking the
+                event id itself: the first attempt decides on it, which saves the dedupe
+                check and a load (the commit still checks both atomically).
 
         Raises:
             RentalNotFound, UnknownTrigger, InvalidTransition, GuardRejected, and
             VersionConflict when every attempt lost the race.
         """
-        if event_id is not None and self.store.was_applied(rental_id, event_id):
+        if loaded is None and event_id is not None and \
+                self.store.was_applied(rental_id, event_id):
             return Applied(CommitOutcome.DUPLICATE, self.store.get(rental_id))
-        for _ in range(self.max_attempts):
-            rental = self.store.get(rental_id)
+        for attempt in range(self.max_attempts):
+            rental = loaded if attempt == 0 and loaded is not None else \
+                self.store.get(rental_id)
             now = self.clock.now()
             decision = self.machine.decide(
                 rental, trigger, now=now, facts=facts, durations=self.durations

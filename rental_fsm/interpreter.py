@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .model import Facts, RentalState, Timer, parse_time
+from .model import Facts, Rental, RentalState, Timer, parse_time
 from .oneapi.vehicle_state import Capabilities
 
 S = RentalState
@@ -30,6 +30,15 @@ CLOCK_ALLOWANCE = timedelta(seconds=5)
 UNLOCK_COMMANDS = frozenset(
     {"UNLOCK_AND_ENABLE_DRIVING", "UNLOCK_CENTRAL_LOCK", "ENABLE_DRIVING"}
 )
+
+
+#: What a vehicle with no stored capabilities can do and show: nothing.
+NO_CAPABILITIES = Capabilities(frozenset(), frozenset())
+
+
+def capabilities(stored: Mapping[str, Any] | None) -> Capabilities:
+    """A vehicle's stored capabilities (``RentalStore.capabilities``), or none at all."""
+    return Capabilities.from_json(stored) if stored is not None else NO_CAPABILITIES
 
 
 def has_key(caps: Capabilities) -> bool:
@@ -170,3 +179,12 @@ def _parked(reading: Reading) -> bool:
         and value(reading.state, "central_lock") == "LOCKED"
         and _fresh(reading, ("ignition", "central_lock"), None)
     )
+
+
+def interpret_for(rental: Rental, reading: Reading) -> str | None:
+    """``interpret`` with what the rental record knows: its state, when it began to wait,
+    its armed timers, and why it last went back."""
+    waiting = rental.extra.get("waiting_since")
+    return interpret(rental.state, reading,
+                     waiting_since=parse_time(waiting) if isinstance(waiting, str) else None,
+                     timers=rental.timers, last_reason=rental.last_reason)

@@ -160,7 +160,3 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
 
-
-def bind(**values: Any) -> Mapping[str, Any]:
-    """Bind context for the current task (rental id, event id...) to every log line."""
-    return structlog.contextvars.bind_contextvars(**values)

@@ -267,10 +267,6 @@ class RentalMachine:
             updates=dict(row.sets),
         )
 
-    def allowed_triggers(self, state: RentalState) -> list[str]:
-        """Triggers with at least one row from ``state`` (guards not evaluated)."""
-        return sorted({row.trigger for row in self.rows if state in row.source})
-
 
 _TIMER_TRIGGERS = frozenset(t.value for t in Timer)
 

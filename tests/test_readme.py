@@ -52,7 +52,7 @@ def test_readme_python_blocks_run(redis_client, redis_namespace, monkeypatch) ->
         code = block.replace('Keys("fleet-a")', f'Keys("{redis_namespace}")')
         namespace: dict[str, object] = {}
         exec(compile(code, "README.rst", "exec"), namespace)  # noqa: S102 - our own docs
-        assert namespace["store"] is not None
+        assert type(namespace["store"]).__name__ == "RedisRentalStore"
 
 
 def test_readme_performance_section_is_generated_from_the_latest_result() -> None:

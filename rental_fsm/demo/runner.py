@@ -320,10 +320,6 @@ def _delete_queues(amqp_url: str, routing: EventRouting) -> None:
         conn.release()
 
 
-def scaled(delta: timedelta, speed: float) -> float:
-    return delta.total_seconds() / speed
-
-
 def summary_lines(report: Report) -> list[str]:
     """The end-of-run table: per scenario, how many rentals ended as expected."""
     lines = [f"{'scenario':28} {'rentals':>7}  {'expected':28} {'result':>6}"]

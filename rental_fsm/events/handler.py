@@ -35,8 +35,8 @@ import structlog
 from ..clock import Clock
 from ..engine import Engine
 from ..errors import MalformedEvent, TransitionError
-from ..interpreter import Reading, interpret, vehicle_facts
-from ..model import format_time, parse_time
+from ..interpreter import Reading, capabilities, interpret_for, vehicle_facts
+from ..model import format_time
 from ..oneapi.vehicle_state import Capabilities
 from ..store.base import RentalStore
 from .codec import EventKind, IgnoredEvent, VehicleEvent, decode
@@ -145,15 +145,9 @@ class EventHandler:
         if rental_id is None:
             return Handled(Outcome.NO_ACTIVE_RENTAL, **base)
         rental = self.store.get(rental_id)
-        caps = Capabilities.from_json(self.store.capabilities(event.vehicle_id)
-                                      or {"commands": [], "vehicle_state": []})
+        caps = capabilities(self.store.capabilities(event.vehicle_id))
         state = merged or self.store.vehicle_state(event.vehicle_id)
-        waiting = rental.extra.get("waiting_since")
-        trigger = interpret(
-            rental.state, Reading(touched, state, caps),
-            waiting_since=parse_time(waiting) if isinstance(waiting, str) else None,
-            timers=rental.timers, last_reason=rental.last_reason,
-        )
+        trigger = interpret_for(rental, Reading(touched, state, caps))
         heard = {"vehicle_unreachable": False} if rental.extra.get("vehicle_unreachable") \
             else None  # the vehicle is back: the status stops saying it is unreachable
         if trigger is None:
@@ -165,7 +159,7 @@ class EventHandler:
         try:
             applied = self.engine.apply(rental_id, trigger, event_id=env.event_id,
                                         facts=vehicle_facts(caps, state), inputs=[entry],
-                                        extra=heard)
+                                        extra=heard, loaded=rental)
         except TransitionError as exc:
             self.store.append_log(rental_id, [{**entry, "outcome": "rejected"}])
             log.info("rental.rejected", rental_id=rental_id, trigger=trigger,

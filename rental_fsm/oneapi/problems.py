@@ -34,8 +34,6 @@ from ..errors import (
     ValidationFailed,
 )
 
-PROBLEM_PREFIX = "/problems/"
-
 #: Problem type (relative path) -> exception class (oneapi.md §2 and §3.3).
 PROBLEM_TYPES: Mapping[str, type[OneAPIError]] = {
     "/problems/validation-error": ValidationFailed,

@@ -22,8 +22,7 @@ from ..store.base import LOG_FORMAT_VERSION, LOG_KINDS
 #: rental-log.md: the booking-backend operations a ``request`` entry may name.
 REQUEST_OPS = frozenset({"start", "end", "begin_stopover", "end_stopover", "force_end",
                          "cancel"})
-#: Kinds replay feeds in, and kinds it compares against.
-INPUT_KINDS = frozenset({"request", "event", "call", "clock"})
+#: Kinds replay compares against (the others are inputs it feeds in).
 OUTPUT_KINDS = frozenset({"timer", "transition"})
 
 _REQUIRED: Mapping[str, tuple[str, ...]] = {

@@ -70,7 +70,7 @@ class TimerRunner:
                  "due": format_time(due.due_at)}
         try:
             self.engine.apply(due.rental_id, due.timer.value, event_id=due.event_id,
-                              inputs=[entry])
+                              inputs=[entry], loaded=rental)
         except TransitionError as exc:  # the table's checks make this a bug if it happens
             self.stats.rejected += 1
             log.error("timer.rejected", rental_id=due.rental_id, timer=due.timer.value,

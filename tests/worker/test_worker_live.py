@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import threading
 from collections import Counter
@@ -157,5 +155,4 @@ def test_settings_from_the_environment_build_a_worker(monkeypatch) -> None:  # t
            "RENTAL_FSM_ONEAPI_CLIENT_SECRET": "secret", "RENTAL_FSM_PREFETCH": "7"}
     parts = build_parts(Settings.from_env(env))
     assert parts.queues == ("a", "b") and parts.prefetch == 7
-    assert parts.connection.ssl or parts.connection.transport_cls in ("amqps", "amqp")
-    assert json.dumps(os.environ.get("X", "")) is not None
+    assert type(parts.connection.transport).__name__ == "SSLTransport"  # amqps:// is TLS

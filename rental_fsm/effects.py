@@ -33,8 +33,8 @@ import structlog
 from .clock import Clock
 from .engine import Engine
 from .errors import OneAPIError, OutcomeUnknown, RateLimited, TransitionError
-from .interpreter import Reading, interpret, value, vehicle_facts
-from .model import Effect, RentalState, format_time, parse_time
+from .interpreter import Reading, capabilities, interpret_for, value, vehicle_facts
+from .model import Effect, RentalState, format_time
 from .notify import RENTAL_STATE_CHANGED, Notifier
 from .oneapi.resources import IN_RENTAL, NOT_IN_RENTAL, Result
 from .oneapi.vehicle_state import Capabilities, Command, VehicleState
@@ -167,8 +167,11 @@ class EffectRunner:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def run_rental(self, rental_id: str) -> list[EffectOutcome]:
-        """Run one rental's pending effects in commit order."""
+    def run_rental(
+        self, rental_id: str, only: Callable[[OutboxEntry], bool] | None = None,
+    ) -> list[EffectOutcome]:
+        """Run one rental's pending effects in commit order (those ``only`` selects:
+        replay runs each effect where its log shows it)."""
         outcomes: list[EffectOutcome] = []
         progress = True
         rounds = 0
@@ -179,6 +182,8 @@ class EffectRunner:
                 return outcomes
             progress = False
             for entry in self.store.pending_effects(rental_id):
+                if only is not None and not only(entry):
+                    continue
                 now = self.clock.now()
                 if entry.effect is Effect.NOTIFY_BOOKING:
                     if not self._notify(entry):
@@ -236,8 +241,7 @@ class EffectRunner:
 
     def _run(self, entry: OutboxEntry) -> EffectOutcome:
         rental = self.store.get(entry.rental_id)
-        caps = Capabilities.from_json(self.store.capabilities(rental.vehicle_id)
-                                      or {"commands": [], "vehicle_state": []})
+        caps = capabilities(self.store.capabilities(rental.vehicle_id))
         if entry.effect in (Effect.SET_IN_RENTAL, Effect.SET_NOT_IN_RENTAL):
             status = IN_RENTAL if entry.effect is Effect.SET_IN_RENTAL else NOT_IN_RENTAL
             return self._call(entry, rental.vehicle_id, f"rental-status {status}",
@@ -328,12 +332,8 @@ class EffectRunner:
         """Interpret what the responses brought (already merged) like an event."""
         merged = self.store.vehicle_state(vehicle_id)
         rental = self.store.get(entry.rental_id)
-        caps = Capabilities.from_json(self.store.capabilities(vehicle_id)
-                                      or {"commands": [], "vehicle_state": []})
-        waiting = rental.extra.get("waiting_since")
-        trigger = interpret(rental.state, Reading(touched, merged, caps),
-                            waiting_since=parse_time(waiting) if isinstance(waiting, str)
-                            else None, timers=rental.timers, last_reason=rental.last_reason)
+        caps = capabilities(self.store.capabilities(vehicle_id))
+        trigger = interpret_for(rental, Reading(touched, merged, caps))
         if trigger is None:
             return
         self._apply(entry, trigger, f"{entry.effect_id}:response",

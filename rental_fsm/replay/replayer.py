@@ -13,11 +13,12 @@ Where things happen (the determinism decision; see docs/replay.rst):
   fires in due order, at its due time. Exception: a timer the log shows firing later (a
   ``timer`` entry with the same name and due time) waits for that entry and fires at its
   recorded ``at``, so a live timer that fired a little late lands where it did live.
-- **Effects** run where the recording shows the effect runner at work: at a ``call``
-  entry that carries an ``effect_id`` (or, in hand-written logs, any call not consumed
-  by the request that follows it) and at a ``transition`` no input caused (the follow-up
-  of an effect that made no call). Live they ran asynchronously; replay puts them back at
-  the point the log recorded them.
+- **Effects** run where the recording shows the effect runner at work: an effect whose
+  calls the log shows runs at its first ``call`` entry (matched by ``effect_id``; in
+  hand-written logs, any call not consumed by the request that follows it runs what is
+  pending), and effects that made no call run at a ``transition`` no input caused. Live
+  they ran on their own threads, after whatever arrived meanwhile; replay puts each back
+  at the point the log recorded it.
 
 The outputs the replay's own store records are then compared with the recorded outputs;
 the first difference is the divergence.
@@ -115,6 +116,10 @@ class _Run:
                                     clock=self.clock)
         self.compare = any(line.kind in OUTPUT_KINDS for line in lines)
         self.tagged = any("effect_id" in line.entry for line in lines if line.kind == "call")
+        #: Effects whose calls the log shows: each runs at its first call entry, as live
+        #: (commands run on their own threads there, after whatever came in meanwhile).
+        self.called = {str(line.entry["effect_id"]) for line in lines
+                       if line.kind == "call" and "effect_id" in line.entry}
         self.later_timers: Counter[tuple[str, int]] = Counter(
             _timer_key(line.entry) for line in lines if line.kind == "timer")
         self._denied = False
@@ -146,11 +151,15 @@ class _Run:
             self._fire_due(at)
         elif kind == "call":
             if line.seq not in self.api.consumed and self._effect_call(index):
-                self.orch.effects.run_rental(self.rental_id)
+                effect_id = entry.get("effect_id")
+                self.orch.effects.run_rental(
+                    self.rental_id,
+                    None if effect_id is None else lambda e: e.effect_id == effect_id)
         elif kind == "transition" and self.compare:
             previous = self.lines[index - 1].kind if index else None
             if previous not in _CAUSES:  # a follow-up of an effect that made no call
-                self.orch.effects.run_rental(self.rental_id)
+                self.orch.effects.run_rental(
+                    self.rental_id, lambda e: e.effect_id not in self.called)
 
     def _advance(self, target: datetime) -> None:
         """Fire the timers due by ``target`` in due order, except those the log shows

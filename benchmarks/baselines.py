@@ -6,8 +6,10 @@ parsing, no state machine. Same prefetch and batch size as the worker's prefetch
 physical limit of kombu + RabbitMQ + redis-py on this machine.
 
 ``naive``: the obvious implementation: prefetch 1, one message at a time, the JSON parsed,
-the rental found and loaded and saved in separate round trips, and a ``transitions.Machine``
-built for every event.
+then the worker's reads and writes one round trip each (merge the vehicle state, find the
+active rental, check the event id, load the rental and the capabilities, save the rental,
+append the log), with a ``transitions.Machine`` built for every event from the product's
+own transition table.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 
 from kombu import Consumer, Queue
 from transitions import Machine
+
+from rental_fsm.machine import TRANSITIONS
+from rental_fsm.model import RentalState
 
 from .common import amqp, declare, publish, redis_client
 
@@ -89,13 +94,11 @@ def raw_limit(bodies: list[bytes], queue: str, namespace: str, prefetch: int) ->
     return len(bodies) / elapsed
 
 
-_STATES = ["IDLE", "STARTING", "RUNNING", "ENDING", "ENDED"]
-_TRANSITIONS = [
-    {"trigger": "start_confirmed", "source": "STARTING", "dest": "RUNNING"},
-    {"trigger": "customer_interacted", "source": "RUNNING", "dest": "RUNNING"},
-    {"trigger": "recorded", "source": "RUNNING", "dest": "RUNNING"},
-    {"trigger": "end_confirmed", "source": "ENDING", "dest": "ENDED"},
-]
+#: The product's own transition table (8 states, its edges), as a naive worker would
+#: hand it to ``transitions`` on every event.
+_TRANSITIONS = [{"trigger": row.trigger, "source": [s.value for s in row.source],
+                 "dest": row.dest.value} for row in TRANSITIONS]
+_STATES = [state.value for state in RentalState]
 
 
 class _Model:
@@ -109,6 +112,7 @@ def naive(bodies: list[bytes], vehicles: list[str], queue: str, namespace: str) 
     pipe = client.pipeline(transaction=False)
     for i, vehicle in enumerate(vehicles):
         pipe.set(f"{ns}:naive-active:{vehicle}", f"R{i}")
+        pipe.set(f"{ns}:naive-caps:{vehicle}", json.dumps({"commands": [], "vehicle_state": []}))
         pipe.set(f"{ns}:naive-rental:R{i}", json.dumps(
             {"rental_id": f"R{i}", "vehicle_id": vehicle, "state": "RUNNING", "version": 2,
              "interacted": False}))
@@ -119,26 +123,35 @@ def naive(bodies: list[bytes], vehicles: list[str], queue: str, namespace: str) 
 
     def on_message(message: Any) -> int:
         event = json.loads(message.body)
-        vehicle = event["data"]["vehicle_id"]
+        data = event["data"]
+        vehicle = data["vehicle_id"]
+        props = data.get("vehicle_state") or {"central_lock": data.get("central_lock")}
+        # the same reads and writes as the worker, one round trip each
+        client.hset(f"{ns}:naive-vstate:{vehicle}",
+                    mapping={k: json.dumps(v) for k, v in props.items()})
         rid = client.get(f"{ns}:naive-active:{vehicle}")
         if rid is None:
             message.ack()
             return 1
-        key = f"{ns}:naive-rental:{rid.decode()}"
+        rental_id = rid.decode()
+        if client.sismember(f"{ns}:naive-applied:{rental_id}", event["metadata"]["id"]):
+            message.ack()
+            return 1
+        key = f"{ns}:naive-rental:{rental_id}"
         record = json.loads(client.get(key))  # type: ignore[arg-type]
+        json.loads(client.get(f"{ns}:naive-caps:{vehicle}"))  # type: ignore[arg-type]
         model = _Model()
         Machine(model=model, states=_STATES, transitions=_TRANSITIONS,
                 initial=record["state"], auto_transitions=False)
-        doors = event["data"].get("vehicle_state", {}).get("doors_status", {}).get("value")
+        doors = props.get("doors_status", {}).get("value")
         if doors == "OPEN" and not record["interacted"]:
             model.customer_interacted()  # type: ignore[attr-defined]
             record["interacted"] = True
-        else:
-            model.recorded()  # type: ignore[attr-defined]
+            client.sadd(f"{ns}:naive-applied:{rental_id}", event["metadata"]["id"])
         record["state"] = model.state
         record["version"] += 1
         client.set(key, json.dumps(record))
-        client.rpush(f"{ns}:naive-log:{rid.decode()}", message.body)
+        client.rpush(f"{ns}:naive-log:{rental_id}", message.body)
         message.ack()
         return 1
 

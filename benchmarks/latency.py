@@ -3,8 +3,8 @@
 A publisher in a separate process (so it does not share the worker's GIL) publishes at a
 fixed rate, stamping each message with its publish time (an AMQP header). The worker is
 the real ``Worker`` (kombu consumer + ``EventHandler`` + store) running in this process:
-its handler is wrapped so the time is taken when ``handle`` returns, i.e. after the
-store's commit and before the ack.
+its handler is wrapped so the time is taken when ``handle_batch`` returns, i.e. after the
+store's commit of the message's batch and before the ack.
 """
 
 from __future__ import annotations
@@ -67,16 +67,18 @@ def measure(rate: float, seconds: float, vehicles: int) -> dict[str, Any]:
                   connection=Connection(AMQP_URL, heartbeat=0), queues=(queue,),
                   prefetch=100)
     samples: list[float] = []
-    original = handler.handle
+    original = handler.handle_batch
 
-    def timed(body: Any, **kw: Any) -> Any:
-        result = original(body, **kw)
-        sent = (kw.get("headers") or {}).get("x-bench-t")
-        if sent is not None:
-            samples.append((time.time() - float(sent)) * 1000)
+    def timed(messages: Any) -> Any:
+        result = original(messages)
+        done = time.time()
+        for message in messages:
+            sent = (message.headers or {}).get("x-bench-t")
+            if sent is not None:
+                samples.append((done - float(sent)) * 1000)
         return result
 
-    handler.handle = timed  # type: ignore[method-assign]
+    handler.handle_batch = timed  # type: ignore[method-assign]
     total = int(rate * seconds)
     try:
         rentals = seed_running(store, vehicles, "l")

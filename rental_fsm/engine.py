@@ -48,6 +48,16 @@ class Applied:
         return self.outcome is CommitOutcome.DUPLICATE
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A decided transition and the commit that would store it (``Engine.plan``)."""
+
+    commit: Commit
+    decision: Decision
+    #: The rental it was decided on.
+    before: Rental
+
+
 class Engine:
     """Applies triggers to rentals held in a ``RentalStore``."""
 
@@ -104,38 +114,60 @@ class Engine:
         for attempt in range(self.max_attempts):
             rental = loaded if attempt == 0 and loaded is not None else \
                 self.store.get(rental_id)
-            now = self.clock.now()
-            decision = self.machine.decide(
-                rental, trigger, now=now, facts=facts, durations=self.durations
-            )
-            after = decision.apply(rental, now)
-            updates = dict(extra or {})
-            if decision.dest in WAITING_STATES and decision.dest is not decision.source:
-                # What the interpreter compares confirmations against (a fresh wait).
-                updates["waiting_since"] = format_time(now)
-            if updates:
-                after = replace(after, extra={**after.extra, **updates})
-            entries = [*inputs, transition_entry(decision, facts, now, after.version)]
-            effects = decision.effects + ((Effect.NOTIFY_BOOKING,) if self.notify else ())
+            planned = self.plan(rental, trigger, event_id=event_id, facts=facts,
+                                inputs=inputs, extra=extra)
             try:
-                outcome = self.store.commit(
-                    Commit(after, rental.version, event_id, effects, tuple(entries))
-                )
+                outcome = self.store.commit(planned.commit)
             except VersionConflict:
                 continue
             if outcome is CommitOutcome.DUPLICATE:
                 return Applied(outcome, self.store.get(rental_id))
-            if trigger in _ABORTS:  # seed 000: the unlock may still happen; watch for it
-                self.store.remember_abort(rental.vehicle_id, rental_id, ABORT_WATCH)
-            log.info(
-                "rental.transitioned", rental_id=rental_id, vehicle_id=rental.vehicle_id,
-                trigger=trigger, source=decision.source.value, dest=decision.dest.value,
-                version=after.version, effects=[e.value for e in decision.effects],
-                event_id=event_id,
-            )
-            self._notify(rental, after, decision)
-            return Applied(outcome, after, decision, rental)
+            return self.committed(planned)
         raise VersionConflict(rental_id)
+
+    def plan(
+        self,
+        rental: Rental,
+        trigger: str,
+        *,
+        event_id: str | None = None,
+        facts: Facts | None = None,
+        inputs: Sequence[Mapping[str, Any]] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> Planned:
+        """Decide ``trigger`` for ``rental`` as loaded and build the commit, writing
+        nothing: ``apply`` commits it alone, the event batch path with others. After an
+        APPLIED commit, ``committed`` must be called. Raises what ``decide`` raises."""
+        now = self.clock.now()
+        decision = self.machine.decide(
+            rental, trigger, now=now, facts=facts, durations=self.durations
+        )
+        after = decision.apply(rental, now)
+        updates = dict(extra or {})
+        if decision.dest in WAITING_STATES and decision.dest is not decision.source:
+            # What the interpreter compares confirmations against (a fresh wait).
+            updates["waiting_since"] = format_time(now)
+        if updates:
+            after = replace(after, extra={**after.extra, **updates})
+        entries = [*inputs, transition_entry(decision, facts, now, after.version)]
+        effects = decision.effects + ((Effect.NOTIFY_BOOKING,) if self.notify else ())
+        commit = Commit(after, rental.version, event_id, effects, tuple(entries))
+        return Planned(commit, decision, rental)
+
+    def committed(self, planned: Planned) -> Applied:
+        """What follows a planned transition that was committed: the abort watch, the
+        log line and the listeners."""
+        rental, after, decision = planned.before, planned.commit.rental, planned.decision
+        if decision.trigger in _ABORTS:  # seed 000: the unlock may still happen; watch it
+            self.store.remember_abort(rental.vehicle_id, rental.rental_id, ABORT_WATCH)
+        log.info(
+            "rental.transitioned", rental_id=rental.rental_id, vehicle_id=rental.vehicle_id,
+            trigger=decision.trigger, source=decision.source.value,
+            dest=decision.dest.value, version=after.version,
+            effects=[e.value for e in decision.effects], event_id=planned.commit.event_id,
+        )
+        self._notify(rental, after, decision)
+        return Applied(CommitOutcome.APPLIED, after, decision, rental)
 
     def note(
         self, rental_id: str, extra: Mapping[str, Any], *,

@@ -25,20 +25,28 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
 from ..clock import Clock
-from ..engine import Engine
-from ..errors import MalformedEvent, TransitionError
+from ..engine import Engine, Planned
+from ..errors import MalformedEvent, RentalNotFound, TransitionError, VersionConflict
 from ..interpreter import Reading, capabilities, interpret_for, vehicle_facts
-from ..model import format_time
+from ..model import Facts, format_time
 from ..oneapi.vehicle_state import Capabilities
-from ..store.base import RentalStore
+from ..store.base import (
+    Commit,
+    CommitOutcome,
+    LogAppend,
+    RentalStore,
+    VehicleRead,
+    VehicleView,
+    WriteResult,
+)
 from .codec import EventKind, IgnoredEvent, VehicleEvent, decode
 
 log = structlog.get_logger(__name__)
@@ -68,6 +76,30 @@ class Handled:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Inbound:
+    """One message as the transport received it."""
+
+    body: bytes | str
+    content_type: str | None
+    queue: str
+    headers: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One event decided: its outcome if the write succeeds, and that write."""
+
+    handled: Handled
+    write: Commit | LogAppend | None = None
+    planned: Planned | None = None
+    #: For a no-transition commit that only updates ``rental.extra``.
+    note: Mapping[str, Any] | None = None
+    entry: Mapping[str, Any] | None = None
+    facts: Facts | None = None
+    extra: Mapping[str, Any] | None = None
+
+
 class DeadLetters(Protocol):
     """Where malformed messages are kept for inspection, with the reason."""
 
@@ -94,18 +126,49 @@ class EventHandler:
         headers: Mapping[str, Any] | None = None,
     ) -> Handled:
         """Classify and process one message; raises only transient errors."""
-        try:
-            event = decode(body, content_type=content_type)
-        except MalformedEvent as exc:
-            raw = body.encode() if isinstance(body, str) else body
-            letter_id = self.dead_letters.put(raw, reason=exc.reason, queue=queue,
-                                              headers=headers)
-            log.error("event.dead_lettered", queue=queue, reason=exc.reason,
-                      dead_letter_id=letter_id)
-            return self._count(Handled(Outcome.DEAD_LETTERED, reason=exc.reason))
-        if isinstance(event, IgnoredEvent):
-            return self._ignored(event)
-        return self._count(self._vehicle_event(event, queue))
+        return self.handle_batch([Inbound(body, content_type, queue, headers)])[0]
+
+    def handle_batch(self, messages: Sequence[Inbound]) -> list[Handled]:
+        """Classify and process messages in order, one outcome each.
+
+        The same policy as one at a time, with the store's round trips shared: the events
+        go in rounds in which no vehicle appears twice (so each vehicle's events keep
+        their order), and a round costs one ``read_vehicles`` and one ``write_batch``.
+        Raises transient errors, after which any prefix of the batch may be done: the
+        caller retries the messages, which dedupe by event id makes safe.
+        """
+        results: list[Handled | None] = [None] * len(messages)
+        rounds: list[list[tuple[int, VehicleEvent]]] = []
+        seen: Counter[str] = Counter()
+        for i, message in enumerate(messages):
+            try:
+                event = decode(message.body, content_type=message.content_type)
+            except MalformedEvent as exc:
+                results[i] = self._dead_letter(message, exc.reason)
+                continue
+            if isinstance(event, IgnoredEvent):
+                results[i] = self._ignored(event)
+                continue
+            turn = seen[event.vehicle_id]
+            seen[event.vehicle_id] += 1
+            if turn == len(rounds):
+                rounds.append([])
+            rounds[turn].append((i, event))
+        for events in rounds:
+            queues = [messages[i].queue for i, _ in events]
+            for i, handled in zip([i for i, _ in events],
+                                  self._round([e for _, e in events], queues), strict=True):
+                results[i] = self._count(handled)
+        return [r for r in results if r is not None]
+
+    def _dead_letter(self, message: Inbound, reason: str) -> Handled:
+        body = message.body
+        raw = body.encode() if isinstance(body, str) else body
+        letter_id = self.dead_letters.put(raw, reason=reason, queue=message.queue,
+                                          headers=message.headers)
+        log.error("event.dead_lettered", queue=message.queue, reason=reason,
+                  dead_letter_id=letter_id)
+        return self._count(Handled(Outcome.DEAD_LETTERED, reason=reason))
 
     def _ignored(self, event: IgnoredEvent) -> Handled:
         key = f"{event.envelope.type}/v{event.envelope.schema_major_version}"
@@ -119,61 +182,113 @@ class EventHandler:
         return self._count(Handled(Outcome.IGNORED, event.envelope.event_id,
                                    event.envelope.type, reason=event.reason))
 
-    def _vehicle_event(self, event: VehicleEvent, queue: str) -> Handled:
+    def _round(self, events: Sequence[VehicleEvent], queues: Sequence[str]) -> list[Handled]:
+        """Events of distinct vehicles: read together, decided, written together."""
+        for event in events:
+            if event.kind is EventKind.VEHICLE_CHANGED:
+                self._refresh_capabilities(event)
+        views = self.store.read_vehicles(
+            [VehicleRead(e.vehicle_id, e.envelope.event_id, e.properties) for e in events])
+        steps = [self._step(event, view, queue)
+                 for event, view, queue in zip(events, views, queues, strict=True)]
+        writes = [step.write for step in steps if step.write is not None]
+        written = iter(self.store.write_batch(writes) if writes else [])
+        return [self._written(step, next(written)) if step.write is not None else step.handled
+                for step in steps]
+
+    def _step(self, event: VehicleEvent, view: VehicleView, queue: str) -> _Step:
+        """What one event means for its rental, and the write that records it."""
         env = event.envelope
         base = {"event_id": env.event_id, "event_type": env.type,
                 "vehicle_id": event.vehicle_id}
-        if event.kind is EventKind.VEHICLE_CHANGED:
-            self._refresh_capabilities(event)
-        rental_id = self._active_rental(event.vehicle_id)
-        if rental_id is None:  # a start that gave up still watches for a late unlock
-            rental_id = self.store.aborted_rental(event.vehicle_id)
-        if rental_id is not None and self.store.was_applied(rental_id, env.event_id):
-            return Handled(Outcome.DUPLICATE, rental_id=rental_id, **base)
-        touched: dict[str, Any] = {}
-        merged: dict[str, Any] = {}
-        if event.properties:
-            merged = self.store.merge_vehicle_state(event.vehicle_id, event.properties)
-            touched = {p: v for p, v in event.properties.items() if merged.get(p) == v}
+        rental_id = view.rental_id
+        if view.duplicate:
+            return _Step(Handled(Outcome.DUPLICATE, rental_id=rental_id, **base))
+        touched = {p: v for p, v in event.properties.items() if view.state.get(p) == v}
         entry = {"kind": "event", "at": format_time(self.clock.now()), "queue": queue,
                  "event": dict(env.raw)}
         if event.properties and not touched:
-            if rental_id is not None:
-                self.store.append_log(rental_id, [{**entry, "outcome": "stale"}])
             log.info("event.stale", rental_id=rental_id, **base)
-            return Handled(Outcome.STALE, rental_id=rental_id, **base)
+            handled = Handled(Outcome.STALE, rental_id=rental_id, **base)
+            if rental_id is None:
+                return _Step(handled)
+            return _Step(handled, LogAppend(rental_id, ({**entry, "outcome": "stale"},)))
         if rental_id is None:
-            return Handled(Outcome.NO_ACTIVE_RENTAL, **base)
-        rental = self.store.get(rental_id)
-        caps = capabilities(self.store.capabilities(event.vehicle_id))
-        state = merged or self.store.vehicle_state(event.vehicle_id)
-        trigger = interpret_for(rental, Reading(touched, state, caps))
+            return _Step(Handled(Outcome.NO_ACTIVE_RENTAL, **base))
+        rental = view.rental
+        if rental is None:
+            raise RentalNotFound(rental_id)
+        caps = capabilities(view.capabilities)
+        trigger = interpret_for(rental, Reading(touched, view.state, caps))
         heard = {"vehicle_unreachable": False} if rental.extra.get("vehicle_unreachable") \
             else None  # the vehicle is back: the status stops saying it is unreachable
+        recorded = Handled(Outcome.RECORDED, rental_id=rental_id, **base)
         if trigger is None:
-            if heard:
-                self.engine.note(rental_id, heard, inputs=[entry])
-            else:
-                self.store.append_log(rental_id, [entry])
-            return Handled(Outcome.RECORDED, rental_id=rental_id, **base)
+            if heard:  # versioned, so a concurrent transition is never overwritten
+                after = replace(rental, version=rental.version + 1,
+                                updated_at=self.clock.now(), extra={**rental.extra, **heard})
+                return _Step(recorded, Commit(after, rental.version, None, (), (entry,)),
+                             note=heard)
+            return _Step(recorded, LogAppend(rental_id, (entry,)))
+        facts = vehicle_facts(caps, view.state)
         try:
-            applied = self.engine.apply(rental_id, trigger, event_id=env.event_id,
-                                        facts=vehicle_facts(caps, state), inputs=[entry],
-                                        extra=heard, loaded=rental)
+            planned = self.engine.plan(rental, trigger, event_id=env.event_id, facts=facts,
+                                       inputs=[entry], extra=heard)
         except TransitionError as exc:
-            self.store.append_log(rental_id, [{**entry, "outcome": "rejected"}])
-            log.info("rental.rejected", rental_id=rental_id, trigger=trigger,
-                     reason=str(exc), **base)
-            return Handled(Outcome.REJECTED, rental_id=rental_id, trigger=trigger,
-                           reason=str(exc), **base)
-        if applied.duplicate or applied.decision is None:
-            return Handled(Outcome.DUPLICATE, rental_id=rental_id, **base)
-        return Handled(Outcome.APPLIED, rental_id=rental_id, trigger=trigger,
-                       source=applied.decision.source.value,
-                       dest=applied.decision.dest.value, **base)
+            return self._rejected(rental_id, trigger, exc, entry, base)
+        return _Step(Handled(Outcome.APPLIED, rental_id=rental_id, trigger=trigger,
+                             source=planned.decision.source.value,
+                             dest=planned.decision.dest.value, **base),
+                     planned.commit, planned=planned, entry=entry, facts=facts, extra=heard)
 
-    def _active_rental(self, vehicle_id: str) -> str | None:
-        return self.store.active_rental(vehicle_id)
+    def _rejected(self, rental_id: str, trigger: str, exc: TransitionError,
+                  entry: Mapping[str, Any], base: Mapping[str, Any]) -> _Step:
+        log.info("rental.rejected", rental_id=rental_id, trigger=trigger, reason=str(exc),
+                 **base)
+        return _Step(Handled(Outcome.REJECTED, rental_id=rental_id, trigger=trigger,
+                             reason=str(exc), **base),
+                     LogAppend(rental_id, ({**entry, "outcome": "rejected"},)))
+
+    def _written(self, step: _Step, result: WriteResult) -> Handled:
+        """The outcome once the step's write came back."""
+        handled = step.handled
+        if isinstance(result, VersionConflict):
+            return self._after_conflict(step)
+        if isinstance(result, Exception):
+            raise result
+        if result is CommitOutcome.DUPLICATE:
+            return replace(handled, outcome=Outcome.DUPLICATE, trigger=None, source=None,
+                           dest=None)
+        if step.planned is not None:
+            self.engine.committed(step.planned)
+        return handled
+
+    def _after_conflict(self, step: _Step) -> Handled:
+        """Another writer moved the rental between our read and our write: decide again
+        on fresh state, one event alone, through the engine's retrying path."""
+        handled = step.handled
+        rental_id = cast(str, handled.rental_id)
+        base = {"event_id": handled.event_id, "event_type": handled.event_type,
+                "vehicle_id": handled.vehicle_id}
+        if step.note is not None:
+            write = cast(Commit, step.write)
+            self.engine.note(rental_id, step.note, inputs=write.log_entries)
+            return handled
+        planned = cast(Planned, step.planned)
+        trigger = planned.decision.trigger
+        entry = cast(Mapping[str, Any], step.entry)
+        try:
+            applied = self.engine.apply(rental_id, trigger, event_id=handled.event_id,
+                                        facts=step.facts, inputs=[entry], extra=step.extra)
+        except TransitionError as exc:
+            rejected = self._rejected(rental_id, trigger, exc, entry, base)
+            self.store.append_log(rental_id, cast(LogAppend, rejected.write).log_entries)
+            return rejected.handled
+        if applied.duplicate or applied.decision is None:
+            return replace(handled, outcome=Outcome.DUPLICATE, trigger=None, source=None,
+                           dest=None)
+        return replace(handled, source=applied.decision.source.value,
+                       dest=applied.decision.dest.value)
 
     def _refresh_capabilities(self, event: VehicleEvent) -> None:
         caps = (event.vehicle or {}).get("capabilities")

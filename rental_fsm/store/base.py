@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Any, Protocol, TextIO
 
 from ..config import DEFAULT_NAMESPACE
-from ..errors import InvalidInput
+from ..errors import InvalidInput, RentalFSMError, RentalNotFound, StoreUnavailable
 from ..model import Effect, Rental, parse_time
 
 #: rental-log.md: the format version the store stamps on every entry.
@@ -71,6 +71,49 @@ class Commit:
             raise InvalidInput("event_id", "must be None or a non-empty string")
         for entry in self.log_entries:
             check_log_entry(entry)
+
+
+@dataclass(frozen=True)
+class LogAppend:
+    """Log entries appended without a state change, as one item of ``write_batch``."""
+
+    rental_id: str
+    log_entries: tuple[Mapping[str, Any], ...]
+
+    def __post_init__(self) -> None:
+        for entry in self.log_entries:
+            check_log_entry(entry)
+
+
+@dataclass(frozen=True)
+class VehicleRead:
+    """One event's read of ``read_vehicles``: merge its properties, then look up."""
+
+    vehicle_id: str
+    #: The event id to check against the found rental's applied ids.
+    event_id: str
+    #: OneAPI state properties to merge first (may be empty).
+    properties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VehicleView:
+    """What the event path needs to know about a vehicle, read in one go."""
+
+    #: The vehicle's merged state after this read's properties.
+    state: dict[str, dict[str, Any]]
+    capabilities: dict[str, Any] | None
+    #: The active rental, else the rental whose start on it recently gave up, else None.
+    rental_id: str | None
+    #: The found rental as stored (None when there is none, or its record is gone).
+    rental: Rental | None = None
+    #: The event id was already applied to the found rental.
+    duplicate: bool = False
+
+
+#: One result of ``write_batch``: a commit's outcome, None for a log append that was
+#: written, or the error that item raised on its own (nothing of that item written).
+WriteResult = CommitOutcome | None | Exception
 
 
 @dataclass(frozen=True)
@@ -378,6 +421,63 @@ class RentalStore(Protocol):
     def aborted_rental(self, vehicle_id: str) -> str | None:
         """The rental whose start on this vehicle recently gave up, or None."""
         ...
+
+
+    def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
+        """For each read in order: merge its properties as ``merge_vehicle_state`` does,
+        then return the vehicle's state, capabilities, rental (active, else aborted) and
+        whether the event id was applied to it. The event path's reads for a batch of
+        events in as few round trips as the store can (Redis: two). Reads must name
+        distinct vehicles. Raises what the single methods raise."""
+        ...
+
+    def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
+        """Each write as ``commit`` / ``append_log`` would do it, each atomic on its own,
+        in one round trip where the store can. An error of one item (a lost
+        compare-and-set, say) is returned in its place and does not stop the others; an
+        unreachable store raises for the whole batch (some items may be written)."""
+        ...
+
+
+def read_vehicles_one_by_one(store: RentalStore, reads: Sequence[VehicleRead]) \
+        -> list[VehicleView]:
+    """``read_vehicles`` through the single-item methods (the in-memory store)."""
+    views = []
+    for read in reads:
+        if read.properties:
+            state = store.merge_vehicle_state(read.vehicle_id, read.properties)
+        else:
+            state = store.vehicle_state(read.vehicle_id)
+        caps = store.capabilities(read.vehicle_id)
+        rid = store.active_rental(read.vehicle_id) or store.aborted_rental(read.vehicle_id)
+        if rid is None:
+            views.append(VehicleView(state, caps, None))
+            continue
+        try:
+            rental: Rental | None = store.get(rid)
+        except RentalNotFound:
+            rental = None
+        views.append(VehicleView(state, caps, rid, rental,
+                                 store.was_applied(rid, read.event_id)))
+    return views
+
+
+def write_one_by_one(store: RentalStore, writes: Sequence[Commit | LogAppend]) \
+        -> list[WriteResult]:
+    """``write_batch`` through ``commit`` and ``append_log`` (the in-memory store)."""
+    results: list[WriteResult] = []
+    for write in writes:
+        try:
+            if isinstance(write, Commit):
+                results.append(store.commit(write))
+            else:
+                store.append_log(write.rental_id, write.log_entries)
+                results.append(None)
+        except StoreUnavailable:
+            raise
+        except RentalFSMError as exc:
+            results.append(exc)
+    return results
 
 
 def encode_claim(owner: str, now: datetime) -> str:

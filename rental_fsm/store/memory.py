@@ -28,16 +28,22 @@ from ..timers.memory import InMemoryTimerQueue
 from .base import (
     Commit,
     CommitOutcome,
+    LogAppend,
     OutboxEntry,
+    VehicleRead,
+    VehicleView,
+    WriteResult,
     check_log_entry,
     complete_log_line,
     decode_claim,
     encode_claim,
     log_entry_tail,
     outbox_entries,
+    read_vehicles_one_by_one,
     retention_ms,
     timestamp_us,
     write_jsonl,
+    write_one_by_one,
 )
 
 
@@ -95,6 +101,12 @@ class InMemoryRentalStore:
                 raise VersionConflict(rid, commit.expected_version)
             self._write(rental, commit.event_id, commit.effects, commit.log_entries)
             return CommitOutcome.APPLIED
+
+    def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
+        return write_one_by_one(self, writes)
+
+    def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
+        return read_vehicles_one_by_one(self, reads)
 
     def _write(
         self,

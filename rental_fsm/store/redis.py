@@ -34,6 +34,7 @@ from ..errors import (
     CorruptRecord,
     CustomerBusy,
     RentalExists,
+    RentalFSMError,
     RentalNotFound,
     StoreError,
     VehicleBusy,
@@ -45,7 +46,11 @@ from .base import (
     Commit,
     CommitOutcome,
     Keys,
+    LogAppend,
     OutboxEntry,
+    VehicleRead,
+    VehicleView,
+    WriteResult,
     check_log_entry,
     complete_log_line,
     decode_claim,
@@ -228,10 +233,13 @@ class RedisRentalStore:
             raw = cast("bytes | None", self._client.get(key))
         if raw is None:
             raise RentalNotFound(rental_id)
+        return self._decode_rental(rental_id, raw)
+
+    def _decode_rental(self, rental_id: str, raw: bytes) -> Rental:
         try:
             return Rental.from_dict(json.loads(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CorruptRecord(key, repr(exc)) from exc
+            raise CorruptRecord(self.keys.rental(rental_id), repr(exc)) from exc
 
     def commit(self, commit: Commit) -> CommitOutcome:
         return self._run_commit(
@@ -252,6 +260,21 @@ class RedisRentalStore:
         effects: Sequence[Effect],
         log_entries: Sequence[Mapping[str, Any]],
     ) -> CommitOutcome:
+        args = self._commit_args(mode, rental, expected_version, event_id, effects,
+                                 log_entries)
+        with redis_errors("commit rental"):
+            reply = cast(list[Any], self._commit(self.keys.commit_keys(rental), args))
+        return _commit_outcome(reply, rental, expected_version, self.keys)
+
+    def _commit_args(
+        self,
+        mode: str,
+        rental: Rental,
+        expected_version: int,
+        event_id: str | None,
+        effects: Sequence[Effect],
+        log_entries: Sequence[Mapping[str, Any]],
+    ) -> list[str | int]:
         rid = rental.rental_id
         ended = rental.state is RentalState.ENDED
         entries = outbox_entries(rental, effects)
@@ -271,26 +294,105 @@ class RedisRentalStore:
         for entry in entries:
             args += [entry.effect_id, _dumps(entry.to_dict())]
         args += [log_entry_tail(rid, e) for e in log_entries]
-        with redis_errors("commit rental"):
-            reply = cast(list[Any], self._commit(self.keys.commit_keys(rental), args))
-        status = _text(reply[0])
-        if status == "ok":
-            return CommitOutcome.APPLIED
-        if status == "duplicate":
-            return CommitOutcome.DUPLICATE
-        if status == "exists":
-            raise RentalExists(rid)
-        if status == "not_found":
-            raise RentalNotFound(rid)
-        if status == "conflict":
-            raise VersionConflict(rid, expected_version)
-        if status == "corrupt":
-            raise CorruptRecord(self.keys.rental(rid), "stored record is not a JSON object")
-        if status == "vehicle_busy":
-            raise VehicleBusy(rental.vehicle_id, _text(reply[1]))
-        if status == "customer_busy":
-            raise CustomerBusy(rental.customer_id, _text(reply[1]))
-        raise StoreError(f"unexpected commit reply {reply!r}")
+        return args
+
+    def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
+        calls: list[tuple[Any, list[str], list[str | int]]] = []
+        for write in writes:
+            if isinstance(write, Commit):
+                rental = write.rental
+                calls.append((self._commit, self.keys.commit_keys(rental), self._commit_args(
+                    "commit", rental, write.expected_version, write.event_id, write.effects,
+                    write.log_entries)))
+            else:
+                rid = write.rental_id
+                calls.append((self._append_log, [self.keys.rental(rid), self.keys.log(rid)],
+                              ["", *(log_entry_tail(rid, e) for e in write.log_entries)]))
+        with redis_errors("write batch"):
+            replies = self._pipelined(calls)
+        results: list[WriteResult] = []
+        for write, reply in zip(writes, replies, strict=True):
+            try:
+                if isinstance(reply, Exception):
+                    raise StoreError(f"write batch: Redis error: {reply}")
+                if isinstance(write, Commit):
+                    results.append(_commit_outcome(reply, write.rental, write.expected_version,
+                                                   self.keys))
+                else:
+                    _append_status(reply, write.rental_id, None, self.keys)
+                    results.append(None)
+            except RentalFSMError as exc:
+                results.append(exc)
+        return results
+
+    def _pipelined(self, calls: Sequence[tuple[Any, list[str], list[str | int]]]) -> list[Any]:
+        """Run script calls in one pipeline with EVALSHA (no SCRIPT EXISTS round trip);
+        calls that met NOSCRIPT (a flushed script cache) are loaded and run again."""
+        pending = list(range(len(calls)))
+        replies: list[Any] = [None] * len(calls)
+        for _ in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            for i in pending:
+                script, keys, args = calls[i]
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            out = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(pending, out, strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    missing.append(i)
+                replies[i] = reply
+            if not missing:
+                break
+            for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+                script.sha = self._client.script_load(script.script)
+            pending = missing
+        return replies
+
+    def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
+        keys = self.keys
+        merges: list[tuple[Any, list[str], list[str | int]]] = []
+        for read in reads:
+            args: list[str | int] = []
+            for name, prop in read.properties.items():
+                args += [name, timestamp_us(name, prop), _dumps(dict(prop))]
+            merges.append((self._merge_state, [keys.vehicle_state(read.vehicle_id),
+                                               keys.vehicle_state_ts(read.vehicle_id)], args))
+        with redis_errors("read vehicles"):
+            states = self._pipelined(merges)
+            pipe = self._client.pipeline(transaction=False)
+            for read in reads:
+                pipe.get(keys.capabilities(read.vehicle_id))
+                pipe.get(keys.vehicle_active(read.vehicle_id))
+                pipe.get(keys.vehicle_aborted(read.vehicle_id))
+            flat = pipe.execute()
+        found: list[tuple[dict[str, dict[str, Any]], dict[str, Any] | None, str | None]] = []
+        for i, read in enumerate(reads):
+            if isinstance(states[i], Exception):
+                raise StoreError(f"read vehicles: Redis error: {states[i]}")
+            raw_state = cast(list[bytes], states[i])
+            state = self._decode_state(keys.vehicle_state(read.vehicle_id),
+                                       dict(zip(raw_state[::2], raw_state[1::2], strict=True)))
+            caps, active, aborted = flat[3 * i: 3 * i + 3]
+            rid = active if active is not None else aborted
+            found.append((state, self._decode_caps(read.vehicle_id, caps),
+                          None if rid is None else _text(rid)))
+        with redis_errors("read rentals"):
+            pipe = self._client.pipeline(transaction=False)
+            for read, (_, _, rid) in zip(reads, found, strict=True):
+                if rid is not None:
+                    pipe.get(keys.rental(rid))
+                    pipe.sismember(keys.applied(rid), read.event_id)
+            rows = iter(pipe.execute())
+        views = []
+        for state, caps, rid in found:
+            if rid is None:
+                views.append(VehicleView(state, caps, None))
+                continue
+            raw, applied = next(rows), next(rows)
+            views.append(VehicleView(state, caps, rid,
+                                     None if raw is None else self._decode_rental(rid, raw),
+                                     bool(applied)))
+        return views
 
     def was_applied(self, rental_id: str, event_id: str) -> bool:
         with redis_errors("was_applied"):
@@ -319,14 +421,7 @@ class RedisRentalStore:
         version = "" if expected_version is None else expected_version
         with redis_errors("append log"):
             reply = cast(list[Any], self._append_log(keys, [version, *tails]))
-        status = _text(reply[0])
-        if status == "not_found":
-            raise RentalNotFound(rental_id)
-        if status == "conflict":
-            raise VersionConflict(rental_id, expected_version)
-        if status == "corrupt":
-            raise CorruptRecord(self.keys.rental(rental_id), "stored record is not JSON")
-        first = int(reply[1])
+        first = _append_status(reply, rental_id, expected_version, self.keys)
         return [
             json.loads(complete_log_line(first + i, tail)) for i, tail in enumerate(tails)
         ]
@@ -433,12 +528,51 @@ class RedisRentalStore:
         return None if raw is None else _text(raw)
 
     def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
-        key = self.keys.capabilities(vehicle_id)
         with redis_errors("read capabilities"):
-            raw = cast("bytes | None", self._client.get(key))
+            raw = cast("bytes | None", self._client.get(self.keys.capabilities(vehicle_id)))
+        return self._decode_caps(vehicle_id, raw)
+
+    def _decode_caps(self, vehicle_id: str, raw: bytes | None) -> dict[str, Any] | None:
         if raw is None:
             return None
         try:
             return dict(json.loads(raw))
         except ValueError as exc:
-            raise CorruptRecord(key, repr(exc)) from exc
+            raise CorruptRecord(self.keys.capabilities(vehicle_id), repr(exc)) from exc
+
+
+def _commit_outcome(reply: list[Any], rental: Rental, expected_version: int,
+                    keys: Keys) -> CommitOutcome:
+    """The commit script's reply as an outcome, or the error it stands for."""
+    rid = rental.rental_id
+    status = _text(reply[0])
+    if status == "ok":
+        return CommitOutcome.APPLIED
+    if status == "duplicate":
+        return CommitOutcome.DUPLICATE
+    if status == "exists":
+        raise RentalExists(rid)
+    if status == "not_found":
+        raise RentalNotFound(rid)
+    if status == "conflict":
+        raise VersionConflict(rid, expected_version)
+    if status == "corrupt":
+        raise CorruptRecord(keys.rental(rid), "stored record is not a JSON object")
+    if status == "vehicle_busy":
+        raise VehicleBusy(rental.vehicle_id, _text(reply[1]))
+    if status == "customer_busy":
+        raise CustomerBusy(rental.customer_id, _text(reply[1]))
+    raise StoreError(f"unexpected commit reply {reply!r}")
+
+
+def _append_status(reply: list[Any], rental_id: str, expected_version: int | None,
+                   keys: Keys) -> int:
+    """The seq of the first appended entry, or the error the append script reported."""
+    status = _text(reply[0])
+    if status == "not_found":
+        raise RentalNotFound(rental_id)
+    if status == "conflict":
+        raise VersionConflict(rental_id, expected_version)
+    if status == "corrupt":
+        raise CorruptRecord(keys.rental(rental_id), "stored record is not JSON")
+    return int(reply[1])

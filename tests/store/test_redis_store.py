@@ -97,3 +97,26 @@ def test_an_expired_outbox_stops_being_listed(
     redis_client.delete(store.keys.outbox(rental.rental_id))  # as if its TTL ran out
     assert store.pending_effects(rental.rental_id) == []
     assert rental.rental_id not in store.rentals_with_pending_effects()
+
+
+@pytest.mark.redis
+def test_batched_writes_reload_a_script_missing_from_the_server_cache(
+    redis_client: redis.Redis, redis_namespace: str,
+) -> None:
+    """write_batch and read_vehicles pipeline EVALSHA without asking SCRIPT EXISTS first;
+    a script the server does not know (a restart or SCRIPT FLUSH) is loaded and rerun."""
+    from rental_fsm.store.base import LogAppend, VehicleRead
+
+    store = RedisRentalStore(redis_client, Keys(redis_namespace))
+    rental = new_rental()
+    store.create(rental)
+    unknown = "0" * 40
+    store._append_log.sha = unknown
+    store._merge_state.sha = unknown
+    entry = {"at": "2026-01-01T12:00:00.000Z", "kind": "clock"}
+    assert store.write_batch([LogAppend(rental.rental_id, (entry,))] * 2) == [None, None]
+    assert len(store.log(rental.rental_id)) == 2  # each ran once, none twice
+    prop = {"ignition": {"timestamp": "2026-01-01T12:00:05Z", "value": "OFF"}}
+    [view] = store.read_vehicles([VehicleRead(rental.vehicle_id, "ev", prop)])
+    assert view.state == prop
+    assert store._append_log.sha != unknown and store._merge_state.sha != unknown

@@ -26,7 +26,7 @@ from rental_fsm.errors import (
 from rental_fsm.machine import decide
 from rental_fsm.model import Effect, RentalState, Timer, format_time
 from rental_fsm.store import Commit, CommitOutcome, InMemoryRentalStore, effect_id
-from rental_fsm.store.base import RentalStore
+from rental_fsm.store.base import LogAppend, RentalStore, VehicleRead
 
 
 def test_create_get_round_trip(store: RentalStore) -> None:
@@ -324,3 +324,76 @@ def test_vehicle_state_merge_and_capabilities(store: RentalStore) -> None:
     assert store.capabilities(vid) is None
     store.set_capabilities(vid, caps)
     assert store.capabilities(vid) == caps
+
+
+def _commit_for(rental: Any, trigger: str, event_id: str) -> tuple[Commit, Any]:
+    decision = decide(rental, trigger, now=T0)
+    after = decision.apply(rental, T0)
+    entry = transition_entry(rental, trigger, decision.dest.value, T0)
+    return Commit(after, rental.version, event_id, decision.effects, (entry,)), after
+
+
+def test_read_vehicles_merges_then_reads_in_order(store: RentalStore) -> None:
+    """The event path's batched read answers what the single reads answer."""
+    active, aborted = new_rental(), new_rental()
+    store.create(active)
+    _, started = step(store, active, "start", event_id="ev-start")
+    store.create(aborted)
+    store.remember_abort(aborted.vehicle_id, aborted.rental_id, timedelta(minutes=5))
+    idle_vehicle = f"V-{uuid.uuid4().hex[:8]}"
+    caps = {"commands": ["lock"], "vehicle_state": ["CENTRAL_LOCK"]}
+    store.set_capabilities(active.vehicle_id, caps)
+    lock = {"central_lock": {"timestamp": "2026-01-01T12:00:05Z", "value": "UNLOCKED"}}
+    older = {"central_lock": {"timestamp": "2026-01-01T12:00:01Z", "value": "LOCKED"}}
+
+    views = store.read_vehicles([
+        VehicleRead(active.vehicle_id, "ev-start", lock),       # applied already
+        VehicleRead(aborted.vehicle_id, "ev-new", {}),
+        VehicleRead(idle_vehicle, "ev-x", older),
+    ])
+
+    assert [v.rental_id for v in views] == [active.rental_id, aborted.rental_id, None]
+    assert views[0].rental == started and views[0].duplicate
+    assert views[0].state == lock and views[0].capabilities == caps
+    assert views[1].rental == aborted and not views[1].duplicate
+    assert views[1].capabilities is None and views[1].state == {}
+    assert views[2].rental is None and views[2].state == older
+    # merged as merge_vehicle_state merges: an older property never replaces a newer one
+    [again] = store.read_vehicles([VehicleRead(active.vehicle_id, "ev-2", older)])
+    assert again.state == lock and not again.duplicate
+    assert store.vehicle_state(active.vehicle_id) == lock
+    with pytest.raises(InvalidInput):
+        store.read_vehicles([VehicleRead(idle_vehicle, "ev-y", {"ignition": {"value": 1}})])
+
+
+def test_write_batch_writes_each_item_or_returns_its_error(store: RentalStore) -> None:
+    """One lost compare-and-set does not stop the rest; each item is all or nothing."""
+    first, second, third = new_rental(), new_rental(), new_rental()
+    for rental in (first, second, third):
+        store.create(rental)
+    _, moved = step(store, second, "start")  # second is now ahead of what we loaded
+    ok, ok_after = _commit_for(first, "start", "ev-1")
+    stale, _ = _commit_for(second, "start", "ev-2")
+    clock_entry = {"at": format_time(T0), "kind": "clock"}
+
+    results = store.write_batch([
+        ok,
+        stale,
+        LogAppend(third.rental_id, (clock_entry,)),
+        LogAppend("missing", (clock_entry,)),
+        ok,  # the same event again
+    ])
+
+    assert results[0] is CommitOutcome.APPLIED
+    assert isinstance(results[1], VersionConflict)
+    assert results[2] is None
+    assert isinstance(results[3], RentalNotFound)
+    assert results[4] is CommitOutcome.DUPLICATE
+    assert store.get(first.rental_id) == ok_after
+    assert store.get(second.rental_id) == moved
+    assert [e["trigger"] for e in store.log(second.rental_id)] == ["start"]
+    assert [e["kind"] for e in store.log(third.rental_id)] == ["clock"]
+    assert [e.effect for e in store.pending_effects(first.rental_id)] == \
+        [Effect.UNLOCK_VEHICLE]
+    with pytest.raises(InvalidInput):
+        LogAppend(third.rental_id, ({"at": format_time(T0), "kind": "bogus"},))

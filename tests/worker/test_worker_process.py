@@ -58,6 +58,10 @@ def running(parts: Any, rentals: list[Any]) -> int:
     return sum(parts.store.get(r.rental_id).state is RentalState.RUNNING for r in rentals)
 
 
+def events_logged(parts: Any, rentals: list[Any]) -> int:
+    return sum(e["kind"] == "event" for r in rentals for e in parts.store.log(r.rental_id))
+
+
 def wait_until(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -93,12 +97,14 @@ def test_a_worker_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
         redis_client, redis_namespace, amqp_connection, amqp_queues, sim, tmp_path, 50)
 
     first = spawn(env, log=log)
+    total = 41 * len(rentals)  # events in the queue
     try:
-        wait_until(lambda: running(parts, rentals) >= 10, 60, "the first transitions")
+        wait_until(lambda: events_logged(parts, rentals) >= total // 4, 60,
+                   "a quarter of the stream")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    assert running(parts, rentals) < len(rentals), "killed too late to prove anything"
+    assert events_logged(parts, rentals) < total, "killed too late to prove anything"
 
     second = spawn(env, "--once", "--idle", "2", log=log)
     assert second.wait(180) == 0, log.read_text()[-3000:]

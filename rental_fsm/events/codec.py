@@ -157,9 +157,19 @@ def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> M
             raise MalformedEvent(f"not JSON: {exc}") from None
     if not isinstance(parsed, Mapping):
         raise MalformedEvent(f"envelope must be a JSON object, got {type(parsed).__name__}")
-    if _depth(parsed) > MAX_DEPTH:
+    if _may_nest_deeper(body) and _depth(parsed) > MAX_DEPTH:
         raise MalformedEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
     return parsed
+
+
+def _may_nest_deeper(body: bytes | str | Mapping[str, Any]) -> bool:
+    """False when the body has too few brackets to nest deeper than MAX_DEPTH: counting
+    them is cheap, walking the parsed value is not (it is skipped for every usual event)."""
+    if isinstance(body, Mapping):
+        return True
+    if isinstance(body, str):
+        return body.count("{") + body.count("[") > MAX_DEPTH
+    return body.count(b"{") + body.count(b"[") > MAX_DEPTH
 
 
 def _depth(value: Any) -> int:

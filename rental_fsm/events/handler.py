@@ -191,10 +191,15 @@ class EventHandler:
             [VehicleRead(e.vehicle_id, e.envelope.event_id, e.properties) for e in events])
         steps = [self._step(event, view, queue)
                  for event, view, queue in zip(events, views, queues, strict=True)]
-        writes = [step.write for step in steps if step.write is not None]
-        written = iter(self.store.write_batch(writes) if writes else [])
-        return [self._written(step, next(written)) if step.write is not None else step.handled
-                for step in steps]
+        # Log appends first, then commits: every step is for another rental, so the order
+        # is free, and a store writes a run of appends in one call.
+        order = sorted((i for i, step in enumerate(steps) if step.write is not None),
+                       key=lambda i: isinstance(steps[i].write, Commit))
+        results = self.store.write_batch([cast(Commit | LogAppend, steps[i].write)
+                                          for i in order]) if order else []
+        written = dict(zip(order, results, strict=True))
+        return [self._written(step, written[i]) if step.write is not None else step.handled
+                for i, step in enumerate(steps)]
 
     def _step(self, event: VehicleEvent, view: VehicleView, queue: str) -> _Step:
         """What one event means for its rental, and the write that records it."""

@@ -138,6 +138,34 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {'ok', first}
 """
 
+#: Several appends in one call. KEYS: (rental, log) per append. ARGV: per append the
+#: number of entries, then their tails. Returns per append what _APPEND_LOG_LUA returns.
+_APPEND_LOGS_LUA = """
+local out = {}
+local i = 1
+for a = 1, #KEYS / 2 do
+  local rental, log = KEYS[2 * a - 1], KEYS[2 * a]
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  if redis.call('EXISTS', rental) == 0 then
+    out[a] = {'not_found'}
+  else
+    local seq = redis.call('LLEN', log)
+    local first = seq + 1
+    for _ = 1, n do
+      seq = seq + 1
+      redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
+      i = i + 1
+    end
+    local ttl = redis.call('PTTL', rental)
+    if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
+    out[a] = {'ok', first}
+  end
+  if out[a][1] ~= 'ok' then i = i + n end
+end
+return out
+"""
+
 #: KEYS: outbox, outbox-pending, effect-claims. ARGV: effect id, rental id.
 _COMPLETE_LUA = """
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
@@ -174,6 +202,42 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
+
+#: The event path's reads for a round of events, in one call. KEYS: per event its
+#: vehicle's vstate, vstate-ts, caps, vehicle-active and vehicle-aborted keys. ARGV:
+#: rental key prefix, applied key prefix, n events, then per event: event id, n
+#: properties, (name, timestamp µs, property JSON) triples. Merges like _MERGE_STATE_LUA,
+#: then returns per event {state (flat), caps, rental id, record, applied (0|1)}. The
+#: rental's keys are built from the prefixes: they share the namespace's hash tag, so they
+#: live in the same slot as the declared keys.
+_READ_VEHICLES_LUA = """
+local rental_prefix, applied_prefix = ARGV[1], ARGV[2]
+local out = {}
+local i = 4
+for e = 1, tonumber(ARGV[3]) do
+  local k = (e - 1) * 5
+  local event_id, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, n do
+    local cur = redis.call('HGET', KEYS[k + 2], ARGV[i])
+    if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then
+      redis.call('HSET', KEYS[k + 2], ARGV[i], ARGV[i + 1])
+      redis.call('HSET', KEYS[k + 1], ARGV[i], ARGV[i + 2])
+    end
+    i = i + 3
+  end
+  local rid = redis.call('GET', KEYS[k + 4])
+  if not rid then rid = redis.call('GET', KEYS[k + 5]) end
+  local record, applied = false, 0
+  if rid then
+    record = redis.call('GET', rental_prefix .. rid)
+    applied = redis.call('SISMEMBER', applied_prefix .. rid, event_id)
+  end
+  out[e] = {redis.call('HGETALL', KEYS[k + 1]), redis.call('GET', KEYS[k + 3]), rid,
+            record, applied}
+end
+return out
+"""
 
 #: Client timeouts: fail fast into StoreUnavailable rather than hang a worker.
 SOCKET_TIMEOUT_S = 5.0
@@ -215,9 +279,11 @@ class RedisRentalStore:
         self.timers = RedisTimerQueue(client, self.keys)
         self._commit = client.register_script(_COMMIT_LUA)
         self._append_log = client.register_script(_APPEND_LOG_LUA)
+        self._append_logs = client.register_script(_APPEND_LOGS_LUA)
         self._complete = client.register_script(_COMPLETE_LUA)
         self._claim_effect = client.register_script(_CLAIM_EFFECT_LUA)
         self._merge_state = client.register_script(_MERGE_STATE_LUA)
+        self._read_vehicles = client.register_script(_READ_VEHICLES_LUA)
         self._prune = client.register_script(_PRUNE_LUA)
 
     # -- rentals -------------------------------------------------------------------------
@@ -297,32 +363,52 @@ class RedisRentalStore:
         return args
 
     def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
+        # One script call per commit; each run of consecutive log appends is one call.
         calls: list[tuple[Any, list[str], list[str | int]]] = []
-        for write in writes:
+        spans: list[tuple[int, int]] = []  # (first write, how many) of each call
+        i = 0
+        while i < len(writes):
+            write = writes[i]
             if isinstance(write, Commit):
                 rental = write.rental
                 calls.append((self._commit, self.keys.commit_keys(rental), self._commit_args(
                     "commit", rental, write.expected_version, write.event_id, write.effects,
                     write.log_entries)))
-            else:
-                rid = write.rental_id
-                calls.append((self._append_log, [self.keys.rental(rid), self.keys.log(rid)],
-                              ["", *(log_entry_tail(rid, e) for e in write.log_entries)]))
+                spans.append((i, 1))
+                i += 1
+                continue
+            j = i
+            keys: list[str] = []
+            args: list[str | int] = []
+            while j < len(writes) and isinstance(writes[j], LogAppend):
+                append = cast(LogAppend, writes[j])
+                rid = append.rental_id
+                keys += [self.keys.rental(rid), self.keys.log(rid)]
+                args += [len(append.log_entries),
+                         *(log_entry_tail(rid, e) for e in append.log_entries)]
+                j += 1
+            calls.append((self._append_logs, keys, args))
+            spans.append((i, j - i))
+            i = j
         with redis_errors("write batch"):
             replies = self._pipelined(calls)
         results: list[WriteResult] = []
-        for write, reply in zip(writes, replies, strict=True):
-            try:
-                if isinstance(reply, Exception):
-                    raise StoreError(f"write batch: Redis error: {reply}")
-                if isinstance(write, Commit):
-                    results.append(_commit_outcome(reply, write.rental, write.expected_version,
-                                                   self.keys))
-                else:
-                    _append_status(reply, write.rental_id, None, self.keys)
-                    results.append(None)
-            except RentalFSMError as exc:
-                results.append(exc)
+        for (first, count), reply in zip(spans, replies, strict=True):
+            if isinstance(reply, Exception):
+                error = StoreError(f"write batch: Redis error: {reply}")
+                results += [error] * count
+                continue
+            parts = [reply] if isinstance(writes[first], Commit) else reply
+            for write, part in zip(writes[first:first + count], parts, strict=True):
+                try:
+                    if isinstance(write, Commit):
+                        results.append(_commit_outcome(part, write.rental,
+                                                       write.expected_version, self.keys))
+                    else:
+                        _append_status(part, write.rental_id, None, self.keys)
+                        results.append(None)
+                except RentalFSMError as exc:
+                    results.append(exc)
         return results
 
     def _pipelined(self, calls: Sequence[tuple[Any, list[str], list[str | int]]]) -> list[Any]:
@@ -350,46 +436,30 @@ class RedisRentalStore:
 
     def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
         keys = self.keys
-        merges: list[tuple[Any, list[str], list[str | int]]] = []
+        script_keys: list[str] = []
+        args: list[str | int] = [keys.rental(""), keys.applied(""), len(reads)]
         for read in reads:
-            args: list[str | int] = []
+            vid = read.vehicle_id
+            script_keys += [keys.vehicle_state(vid), keys.vehicle_state_ts(vid),
+                            keys.capabilities(vid), keys.vehicle_active(vid),
+                            keys.vehicle_aborted(vid)]
+            args += [read.event_id, len(read.properties)]
             for name, prop in read.properties.items():
                 args += [name, timestamp_us(name, prop), _dumps(dict(prop))]
-            merges.append((self._merge_state, [keys.vehicle_state(read.vehicle_id),
-                                               keys.vehicle_state_ts(read.vehicle_id)], args))
         with redis_errors("read vehicles"):
-            states = self._pipelined(merges)
-            pipe = self._client.pipeline(transaction=False)
-            for read in reads:
-                pipe.get(keys.capabilities(read.vehicle_id))
-                pipe.get(keys.vehicle_active(read.vehicle_id))
-                pipe.get(keys.vehicle_aborted(read.vehicle_id))
-            flat = pipe.execute()
-        found: list[tuple[dict[str, dict[str, Any]], dict[str, Any] | None, str | None]] = []
-        for i, read in enumerate(reads):
-            if isinstance(states[i], Exception):
-                raise StoreError(f"read vehicles: Redis error: {states[i]}")
-            raw_state = cast(list[bytes], states[i])
-            state = self._decode_state(keys.vehicle_state(read.vehicle_id),
-                                       dict(zip(raw_state[::2], raw_state[1::2], strict=True)))
-            caps, active, aborted = flat[3 * i: 3 * i + 3]
-            rid = active if active is not None else aborted
-            found.append((state, self._decode_caps(read.vehicle_id, caps),
-                          None if rid is None else _text(rid)))
-        with redis_errors("read rentals"):
-            pipe = self._client.pipeline(transaction=False)
-            for read, (_, _, rid) in zip(reads, found, strict=True):
-                if rid is not None:
-                    pipe.get(keys.rental(rid))
-                    pipe.sismember(keys.applied(rid), read.event_id)
-            rows = iter(pipe.execute())
+            [reply] = self._pipelined([(self._read_vehicles, script_keys, args)])
+        if isinstance(reply, Exception):
+            raise StoreError(f"read vehicles: Redis error: {reply}")
         views = []
-        for state, caps, rid in found:
+        for read, (flat, caps, rid, raw, applied) in zip(reads, reply, strict=True):
+            state = self._decode_state(keys.vehicle_state(read.vehicle_id),
+                                       dict(zip(flat[::2], flat[1::2], strict=True)))
+            caps_view = self._decode_caps(read.vehicle_id, caps)
             if rid is None:
-                views.append(VehicleView(state, caps, None))
+                views.append(VehicleView(state, caps_view, None))
                 continue
-            raw, applied = next(rows), next(rows)
-            views.append(VehicleView(state, caps, rid,
+            rid = _text(rid)
+            views.append(VehicleView(state, caps_view, rid,
                                      None if raw is None else self._decode_rental(rid, raw),
                                      bool(applied)))
         return views

@@ -125,8 +125,18 @@ def test_deep_nesting_inside_limits_of_the_parser_is_still_refused() -> None:
     deep: Any = "x"
     for _ in range(40):
         deep = {"k": deep}
+    body = envelope(data={"vehicle_id": "V1", "vehicle_state": deep})
     with pytest.raises(MalformedEvent, match="deeper than"):
-        decode(envelope(data={"vehicle_id": "V1", "vehicle_state": deep}))
+        decode(body)
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    for form in (raw, raw.encode() if isinstance(raw, str) else raw):
+        with pytest.raises(MalformedEvent, match="deeper than"):
+            decode(form)
+    nested: Any = []
+    for _ in range(40):
+        nested = [nested]
+    with pytest.raises(MalformedEvent, match="deeper than"):
+        decode(json.dumps(envelope(data={"vehicle_id": "V1", "x": nested})).encode())
 
 
 @pytest.mark.parametrize("content_type", ["application/x-python-serialize",

@@ -111,12 +111,12 @@ def test_batched_writes_reload_a_script_missing_from_the_server_cache(
     rental = new_rental()
     store.create(rental)
     unknown = "0" * 40
-    store._append_log.sha = unknown
-    store._merge_state.sha = unknown
+    store._append_logs.sha = unknown
+    store._read_vehicles.sha = unknown
     entry = {"at": "2026-01-01T12:00:00.000Z", "kind": "clock"}
     assert store.write_batch([LogAppend(rental.rental_id, (entry,))] * 2) == [None, None]
     assert len(store.log(rental.rental_id)) == 2  # each ran once, none twice
     prop = {"ignition": {"timestamp": "2026-01-01T12:00:05Z", "value": "OFF"}}
     [view] = store.read_vehicles([VehicleRead(rental.vehicle_id, "ev", prop)])
     assert view.state == prop
-    assert store._append_log.sha != unknown and store._merge_state.sha != unknown
+    assert store._append_logs.sha != unknown and store._read_vehicles.sha != unknown

@@ -239,6 +239,9 @@ end
 return out
 """
 
+#: How many decoded rental records the event path keeps (about 2 MB at 10,000).
+DECODED_RENTALS = 10_000
+
 #: Client timeouts: fail fast into StoreUnavailable rather than hang a worker.
 SOCKET_TIMEOUT_S = 5.0
 
@@ -284,6 +287,7 @@ class RedisRentalStore:
         self._claim_effect = client.register_script(_CLAIM_EFFECT_LUA)
         self._merge_state = client.register_script(_MERGE_STATE_LUA)
         self._read_vehicles = client.register_script(_READ_VEHICLES_LUA)
+        self._decoded: dict[bytes, Rental] = {}
         self._prune = client.register_script(_PRUNE_LUA)
 
     # -- rentals -------------------------------------------------------------------------
@@ -300,6 +304,19 @@ class RedisRentalStore:
         if raw is None:
             raise RentalNotFound(rental_id)
         return self._decode_rental(rental_id, raw)
+
+    def _recent_rental(self, rental_id: str, raw: bytes) -> Rental:
+        """``_decode_rental`` for the event path, remembering the last records decoded:
+        most events only add a log line, so the next event of a rental reads the very same
+        record again. Keyed by the record's bytes, so a changed record is never served
+        stale; ``Rental`` is immutable, so sharing one is safe."""
+        rental = self._decoded.get(raw)
+        if rental is None:
+            rental = self._decode_rental(rental_id, raw)
+            if len(self._decoded) >= DECODED_RENTALS:
+                del self._decoded[next(iter(self._decoded))]  # the oldest
+            self._decoded[raw] = rental
+        return rental
 
     def _decode_rental(self, rental_id: str, raw: bytes) -> Rental:
         try:
@@ -460,7 +477,7 @@ class RedisRentalStore:
                 continue
             rid = _text(rid)
             views.append(VehicleView(state, caps_view, rid,
-                                     None if raw is None else self._decode_rental(rid, raw),
+                                     None if raw is None else self._recent_rental(rid, raw),
                                      bool(applied)))
         return views
 

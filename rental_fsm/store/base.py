@@ -323,6 +323,11 @@ class RentalStore(Protocol):
         """The stored rental. Raises RentalNotFound, or CorruptRecord (record untouched)."""
         ...
 
+    def get_many(self, rental_ids: Sequence[str]) -> list[Rental | None]:
+        """The stored rentals in order, None for one that does not exist; one round trip
+        where the store can (the timer loop loads a batch of due timers' rentals)."""
+        ...
+
     def commit(self, commit: Commit) -> CommitOutcome:
         """Atomically: dedupe the event id, compare-and-set the version, write the record,
         update the vehicle/customer indexes, sync the timers, append effects to the outbox

@@ -102,6 +102,15 @@ class InMemoryRentalStore:
             self._write(rental, commit.event_id, commit.effects, commit.log_entries)
             return CommitOutcome.APPLIED
 
+    def get_many(self, rental_ids: Sequence[str]) -> list[Rental | None]:
+        out: list[Rental | None] = []
+        for rid in rental_ids:
+            try:
+                out.append(self.get(rid))
+            except RentalNotFound:
+                out.append(None)
+        return out
+
     def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
         return write_one_by_one(self, writes)
 

@@ -305,6 +305,15 @@ class RedisRentalStore:
             raise RentalNotFound(rental_id)
         return self._decode_rental(rental_id, raw)
 
+    def get_many(self, rental_ids: Sequence[str]) -> list[Rental | None]:
+        if not rental_ids:
+            return []
+        with redis_errors("get rentals"):  # one slot (the namespace tag): MGET is fine
+            raws = cast(list["bytes | None"],
+                        self._client.mget([self.keys.rental(rid) for rid in rental_ids]))
+        return [None if raw is None else self._recent_rental(rid, raw)
+                for rid, raw in zip(rental_ids, raws, strict=True)]
+
     def _recent_rental(self, rental_id: str, raw: bytes) -> Rental:
         """``_decode_rental`` for the event path, remembering the last records decoded:
         most events only add a log line, so the next event of a rental reads the very same

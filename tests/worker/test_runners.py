@@ -309,3 +309,39 @@ def test_a_command_sent_before_the_store_failed_is_completed_not_resent() -> Non
     runner.sweep()
     assert api.calls == ["unlock-and-enable-driving"]
     assert store.pending_effects("r-1") == []
+
+
+def test_a_batch_of_timers_fires_each_once_even_when_a_rental_moves_mid_batch() -> None:
+    """The timer loop reads a batch of rentals at once and commits them at once. A rental
+    confirmed between that read and that write must not be timed out (seed 002: a start
+    confirmed in time stays started); the others fire as usual, each exactly once."""
+    clock = ManualClock(NOW)
+    store = InMemoryRentalStore(clock=clock)
+    engine = Engine(store, clock=clock)
+    for i in range(5):
+        store.set_capabilities(f"V{i}", CAR)
+        store.create(Rental(f"r-{i}", f"V{i}", f"c-{i}"))
+        engine.apply(f"r-{i}", "start")
+    real_write = store.write_batch
+    moved = []
+
+    def racing_write(writes: Any) -> Any:
+        if not moved:  # the vehicle confirmed r-2's unlock just before our write
+            moved.append(engine.apply("r-2", "start_confirmed", event_id="confirm"))
+        return real_write(writes)
+
+    store.write_batch = racing_write  # type: ignore[method-assign]
+    timers = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.advance(timedelta(seconds=46))
+
+    fired = timers.tick()
+
+    assert sorted((d.rental_id, d.timer.value) for d in fired) == sorted(
+        (f"r-{i}", t) for i in (0, 1, 3, 4) for t in ("start_timeout", "state_check"))
+    assert store.get("r-2").state is RentalState.RUNNING
+    assert [store.get(f"r-{i}").state for i in (0, 1, 3, 4)] == [RentalState.IDLE] * 4
+    assert (timers.stats.fired, timers.stats.stale) == (8, 2)
+    assert timers.tick() == []
+    for i in range(5):
+        triggers = [e["trigger"] for e in store.log(f"r-{i}") if e["kind"] == "transition"]
+        assert triggers.count("start_timeout") == (0 if i == 2 else 1)

@@ -134,8 +134,11 @@ def rst(result: dict[str, Any], source: str) -> str:
         f"started {result['started_at']}). Targets are goals, reported against baselines "
         "measured in the same run on the same machine: ``raw_limit`` is a bare kombu "
         "consume, one pipelined Lua write per message and a batch ack (no parsing, no state "
-        "machine); ``naive`` is one message at a time, prefetch 1, a ``transitions.Machine`` "
-        "built per event, load and save in separate round trips. Redis and RabbitMQ are "
+        "machine); ``naive`` is one message at a time, prefetch 1, the worker's reads and "
+        "writes one round trip each, and a ``transitions.Machine`` built per event from the "
+        "product's transition table. The worker handles what the broker has delivered as "
+        "one batch: one Lua call reads it, one pipeline writes it, one ack. Redis and "
+        "RabbitMQ are "
         "shared with other work on this machine: figures are the best of the runs stated "
         "in the JSON file."
     )

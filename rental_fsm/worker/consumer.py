@@ -20,7 +20,6 @@ makes a second delivery harmless.
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -117,10 +116,10 @@ class KombuEventConsumer(ConsumerMixin):  # type: ignore[misc]
                 for _ in turns:
                     if self.should_stop:
                         break
-                    self.on_iteration()
+                    self.on_iteration()  # type: ignore[no-untyped-call]
                     try:
                         conn.drain_events(timeout=safety_interval)
-                    except socket.timeout:
+                    except TimeoutError:
                         conn.heartbeat_check()
                         elapsed += safety_interval
                         if timeout and elapsed >= timeout:
@@ -133,7 +132,7 @@ class KombuEventConsumer(ConsumerMixin):  # type: ignore[misc]
                     while len(self._batch) < self.batch:
                         try:
                             conn.drain_events(timeout=0)
-                        except socket.timeout:
+                        except TimeoutError:
                             break
                     self._flush()
                     yield

@@ -25,7 +25,6 @@ from rental_fsm.store.base import Commit, LogAppend, RentalStore, WriteResult
 from rental_fsm.store.dead_letters import InMemoryDeadLetters
 
 
-
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def make_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory of empty stores of one kind (Redis: a namespace each, removed after)."""

@@ -24,6 +24,10 @@ from ..model import ArmedTimer, Rental, Timer, utc
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+#: How long a claimed timer is held for its claimer. A timer still armed on its rental
+#: when the lease runs out (the claimer died before its commit) is due again.
+CLAIM_LEASE = timedelta(seconds=30)
+
 
 @dataclass(frozen=True, order=True)
 class DueTimer:
@@ -93,8 +97,10 @@ class TimerQueue(Protocol):
         ...
 
     def claim_due(self, now: datetime, limit: int = 100) -> list[DueTimer]:
-        """Remove and return up to ``limit`` timers due at ``now``, earliest first; each
-        is returned to exactly one caller."""
+        """Return up to ``limit`` timers due at ``now``, earliest first, each leased to
+        this caller for ``CLAIM_LEASE``: a timer its rental still holds when the lease
+        ends (the claimer died before its commit) is due again. Timers the rental no
+        longer holds are dropped here."""
         ...
 
     def pending(self) -> int:

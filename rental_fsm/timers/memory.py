@@ -10,16 +10,17 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..model import ArmedTimer, Timer
-from .base import DueTimer, member, parse_member, to_ms
+from .base import CLAIM_LEASE, DueTimer, member, parse_member, to_ms
 
 
 class InMemoryTimerQueue:
     """Heap-based timer queue; one lock makes every method atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, lease: timedelta = CLAIM_LEASE) -> None:
+        self._lease_ms = lease // timedelta(milliseconds=1)
         self._lock = threading.RLock()
         self._heap: list[tuple[int, str]] = []
         self._queued: dict[str, int] = {}
@@ -59,13 +60,21 @@ class InMemoryTimerQueue:
     def claim_due(self, now: datetime, limit: int = 100) -> list[DueTimer]:
         cutoff = to_ms(now)
         claimed: list[DueTimer] = []
+        leased: list[str] = []
         with self._lock:
             while self._heap and len(claimed) < limit and self._heap[0][0] <= cutoff:
                 due, text = heapq.heappop(self._heap)
                 if self._queued.get(text) != due:
                     continue  # cancelled or re-scheduled since it was pushed
-                del self._queued[text]
-                claimed.append(parse_member(text, due))
+                timer = parse_member(text, due)
+                if self._armed.get(timer.rental_id, {}).get(timer.timer) != text:
+                    del self._queued[text]  # the rental no longer holds it
+                    continue
+                claimed.append(timer)
+                leased.append(text)
+            for text in leased:  # due again after the lease, unless fired or cancelled
+                self._queued[text] = cutoff + self._lease_ms
+                heapq.heappush(self._heap, (cutoff + self._lease_ms, text))
         return claimed
 
     def pending(self) -> int:

@@ -6,10 +6,13 @@ a rental to its member, so cancelling or re-arming finds the old member without 
 The store's commit script runs the same ``SYNC_TIMERS_LUA`` on the same keys, so timers
 change atomically with the rental record.
 
-``claim_due`` is one Lua script (ZRANGEBYSCORE + ZREM), so each due timer goes to exactly
-one caller with one round trip per batch. The member of a claimed timer stays in the
-rental's map until a transition cancels it: re-scheduling the same token is a no-op, so a
-token can never fire twice.
+``claim_due`` is one Lua script, so each due timer goes to exactly one caller at a time
+with one round trip per batch. A claim is a lease: the member is re-scored to now + lease
+rather than removed, and the commit that fires it (the timer is spent) removes it. If the
+claimer dies first, the member is due again when the lease ends, unless its rental no
+longer holds it, in which case the claim drops it. Re-scheduling the same token is a
+no-op, and a fired token's commit is refused a second time (event id), so a token never
+fires twice.
 
 This module (with ``store/redis.py``) is the only importer of ``redis``;
 ``redis_errors`` translates its exceptions for both.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -28,7 +31,7 @@ from redis.cluster import RedisCluster
 from ..errors import StoreError, StoreUnavailable
 from ..model import ArmedTimer, Timer
 from ..store.base import Keys
-from .base import DueTimer, member, parse_member, to_ms
+from .base import CLAIM_LEASE, DueTimer, member, parse_member, to_ms
 
 
 @contextlib.contextmanager
@@ -88,11 +91,29 @@ return 1
 
 _SYNC_LUA = SYNC_TIMERS_LUA + "\nsync_timers(KEYS[1], KEYS[2], 2, tonumber(ARGV[1]))\nreturn 1\n"
 
+#: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers key prefix. A due member
+#: still armed on its rental is leased (re-scored to now + lease) and returned; one its
+#: rental no longer holds (cancelled, superseded, fired) is removed. The rental-timers key
+#: is built from the prefix: it shares the namespace's hash tag, so the zset's slot.
 _CLAIM_LUA = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[2]))
-for i = 1, #due, 2 do redis.call('ZREM', KEYS[1], due[i]) end
-return due
+local out = {}
+for i = 1, #due, 2 do
+  local m = due[i]
+  local ok, parts = pcall(cjson.decode, m)
+  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
+      and type(parts[2]) == 'string'
+      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
+    redis.call('ZADD', KEYS[1], now + lease, m)
+    out[#out + 1] = m
+    out[#out + 1] = due[i + 1]
+  else
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+return out
 """
 
 
@@ -107,9 +128,11 @@ def timer_args(rental_id: str, timers: Mapping[Timer, ArmedTimer]) -> list[str |
 class RedisTimerQueue:
     """The TimerQueue contract on Redis; shares ``Keys`` with ``RedisRentalStore``."""
 
-    def __init__(self, client: redis.Redis | RedisCluster, keys: Keys | None = None) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, keys: Keys | None = None, *,
+                 lease: timedelta = CLAIM_LEASE) -> None:
         self._client = client
         self.keys = keys or Keys()
+        self._lease_ms = lease // timedelta(milliseconds=1)
         self._schedule = client.register_script(_SCHEDULE_LUA)
         self._cancel = client.register_script(_CANCEL_LUA)
         self._sync = client.register_script(_SYNC_LUA)
@@ -132,7 +155,9 @@ class RedisTimerQueue:
 
     def claim_due(self, now: datetime, limit: int = 100) -> list[DueTimer]:
         with redis_errors("claim timers"):
-            flat = cast(list[Any], self._claim([self.keys.timers], [to_ms(now), limit]))
+            flat = cast(list[Any], self._claim(
+                [self.keys.timers],
+                [to_ms(now), limit, self._lease_ms, self.keys.rental_timers("")]))
         return [
             parse_member(_text(flat[i]), int(float(flat[i + 1])))
             for i in range(0, len(flat), 2)

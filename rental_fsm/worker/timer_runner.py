@@ -2,9 +2,10 @@
 
 Each claimed timer is checked against its rental's current token (``is_current``): a timer
 cancelled or re-armed after it was queued is dropped, so it never fires late. A timer that
-was claimed but not applied because the worker died is not lost either: the rental still
-holds it, and the store's commit refuses its event id twice, so re-arming on recovery is
-harmless. Lateness (claim time minus due time) is logged and counted.
+was claimed but not applied because the worker died is not lost either: a claim is a
+lease (``CLAIM_LEASE``), and a timer its rental still holds is due again when the lease
+ends; the store's commit refuses its event id twice, so it never fires twice. Lateness
+(commit time minus due time) is logged and counted.
 """
 
 from __future__ import annotations

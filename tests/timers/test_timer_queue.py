@@ -14,6 +14,7 @@ from rental_fsm.machine import decide
 from rental_fsm.model import ArmedTimer, Facts, Rental, RentalState, Timer
 from rental_fsm.store import Commit, CommitOutcome, InMemoryRentalStore, Keys
 from rental_fsm.timers import DueTimer, InMemoryTimerQueue, TimerQueue, is_current
+from rental_fsm.timers.base import CLAIM_LEASE
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)
@@ -61,11 +62,13 @@ def test_schedule_is_idempotent_and_claims_once(queue: TimerQueue) -> None:
     assert queue.claim_due(T0 - S) == []
     assert queue.claim_due(T0) == [DueTimer(T0, "R1", Timer.START_TIMEOUT, "R1:1")]
     assert queue.claim_due(T0) == []
-    # A token fires at most once: scheduling the claimed token again does nothing.
+    # Scheduling the claimed token again does nothing: it stays leased to its claimer.
     queue.schedule("R1", Timer.START_TIMEOUT, "R1:1", T0)
-    assert queue.claim_due(T0 + 60 * S) == [
+    assert queue.claim_due(T0 + 20 * S) == [
         DueTimer(T0 + 10 * S, "R1", Timer.STATE_CHECK, "R1:1")
     ]
+    queue.sync_rental("R1", {})  # the claimers' commits spent both timers
+    assert queue.claim_due(T0 + 10 * CLAIM_LEASE) == []
     assert queue.pending() == 0
 
 
@@ -117,8 +120,9 @@ def test_two_workers_claim_10000_timers_exactly_once(make_queue) -> None:  # typ
 
         pipe = pipe_schedule.pipeline(transaction=False)
         for i in range(n):
-            pipe.zadd(setup.keys.timers, {member(f"R{i}", Timer.AUTO_CANCEL, f"R{i}:1"):
-                                          to_ms(T0 + (i % 100) * S)})
+            armed = member(f"R{i}", Timer.AUTO_CANCEL, f"R{i}:1")
+            pipe.zadd(setup.keys.timers, {armed: to_ms(T0 + (i % 100) * S)})
+            pipe.hset(setup.keys.rental_timers(f"R{i}"), Timer.AUTO_CANCEL.value, armed)
         pipe.execute()
     else:
         for i in range(n):
@@ -140,7 +144,7 @@ def test_two_workers_claim_10000_timers_exactly_once(make_queue) -> None:  # typ
         t.join()
     claimed = [d.rental_id for d in results[0] + results[1]]
     assert len(claimed) == n and len(set(claimed)) == n
-    assert setup.pending() == 0
+    assert setup.pending() == n  # leased until their commits spend them
 
 
 def test_is_current_fences_by_token() -> None:
@@ -225,3 +229,35 @@ def test_a_superseded_timer_never_fires(store) -> None:  # type: ignore[no-untyp
     assert fired == [(rental.rental_id, "state_check"), (rental.rental_id, "end_timeout")]
     assert {d.token for d in claimed} == {f"{rental.rental_id}:5"}  # v3 never came out
     assert store.get(rental.rental_id).state is RentalState.RUNNING
+
+
+def test_a_timer_claimed_by_a_worker_that_died_fires_after_the_claim_lease(store) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a worker claimed the start timeout and died (or lost Redis) before its
+    commit. The claim took the timer off the queue for good, so the rental waited in
+    STARTING forever. A claim is a lease: unless the rental no longer holds the timer, it
+    is due again once the lease runs out (seed 002: the 45 s timeout must end the start)."""
+    rental = Rental(f"R-{uuid.uuid4().hex[:8]}", "V-l" + uuid.uuid4().hex[:6],
+                    "C-l" + uuid.uuid4().hex[:6])
+    store.create(rental)
+    _, rental = _commit(store, rental, "start", T0)
+    due_at = T0 + timedelta(seconds=46)
+    lost = store.timers.claim_due(due_at, limit=10)  # ...and the claimer is gone
+    assert {d.timer for d in lost} == {Timer.START_TIMEOUT, Timer.STATE_CHECK}
+    assert store.timers.claim_due(due_at + CLAIM_LEASE - S) == []  # still leased
+    fired = _fire(store, due_at + CLAIM_LEASE)
+    # Both leases end together; the start timeout ends the start (the state check, if it
+    # came first, only asks the vehicle; afterwards it is cancelled).
+    assert "start_timeout" in [t for _, t in fired]
+    assert store.get(rental.rental_id).state is RentalState.IDLE
+    # Fired (the commit spent them): never again, however long we wait.
+    assert store.timers.claim_due(due_at + 10 * CLAIM_LEASE) == []
+    assert store.timers.pending() == 0
+
+
+def test_a_leased_timer_the_rental_no_longer_holds_is_dropped(queue: TimerQueue) -> None:
+    queue.schedule("R1", Timer.START_TIMEOUT, "R1:1", T0)
+    [claimed] = queue.claim_due(T0)
+    queue.cancel("R1", Timer.START_TIMEOUT)  # e.g. the start was confirmed meanwhile
+    assert queue.claim_due(T0 + 2 * CLAIM_LEASE) == []
+    assert queue.pending() == 0
+    assert claimed.token == "R1:1"

@@ -239,8 +239,8 @@ end
 return out
 """
 
-#: How many decoded rental records the event path keeps (about 2 MB at 10,000).
-DECODED_RENTALS = 10_000
+#: How many decoded rental records the event path keeps (a few MB at most).
+DECODED_RENTALS = 2_000
 
 #: Client timeouts: fail fast into StoreUnavailable rather than hang a worker.
 SOCKET_TIMEOUT_S = 5.0

@@ -180,15 +180,22 @@ class Engine:
         transition, so a concurrent transition is never overwritten.
         """
         for _ in range(self.max_attempts):
-            rental = self.store.get(rental_id)
-            after = replace(rental, version=rental.version + 1, updated_at=self.clock.now(),
-                            extra={**rental.extra, **extra})
+            commit = self.plan_note(self.store.get(rental_id), extra, inputs=inputs)
             try:
-                self.store.commit(Commit(after, rental.version, None, (), tuple(inputs)))
+                self.store.commit(commit)
             except VersionConflict:
                 continue
-            return after
+            return commit.rental
         raise VersionConflict(rental_id)
+
+    def plan_note(
+        self, rental: Rental, extra: Mapping[str, Any], *,
+        inputs: Sequence[Mapping[str, Any]] = (),
+    ) -> Commit:
+        """The commit ``note`` makes on ``rental`` as loaded, written by the caller."""
+        after = replace(rental, version=rental.version + 1, updated_at=self.clock.now(),
+                        extra={**rental.extra, **extra})
+        return Commit(after, rental.version, None, (), tuple(inputs))
 
     def _notify(self, before: Rental, after: Rental, decision: Decision) -> None:
         for listener in self.listeners:

@@ -92,9 +92,10 @@ class _Step:
 
     handled: Handled
     write: Commit | LogAppend | None = None
+    #: The transition; None for a commit that only updates ``rental.extra`` (a note).
     planned: Planned | None = None
-    #: For a no-transition commit that only updates ``rental.extra``.
-    note: Mapping[str, Any] | None = None
+    #: The event's log entry, its facts and its ``rental.extra`` updates, to decide again
+    #: after a lost compare-and-set.
     entry: Mapping[str, Any] | None = None
     facts: Facts | None = None
     extra: Mapping[str, Any] | None = None
@@ -230,10 +231,8 @@ class EventHandler:
         recorded = Handled(Outcome.RECORDED, rental_id=rental_id, **base)
         if trigger is None:
             if heard:  # versioned, so a concurrent transition is never overwritten
-                after = replace(rental, version=rental.version + 1,
-                                updated_at=self.clock.now(), extra={**rental.extra, **heard})
-                return _Step(recorded, Commit(after, rental.version, None, (), (entry,)),
-                             note=heard)
+                return _Step(recorded, self.engine.plan_note(rental, heard, inputs=[entry]),
+                             entry=entry, extra=heard)
             return _Step(recorded, LogAppend(rental_id, (entry,)))
         facts = vehicle_facts(caps, view.state)
         try:
@@ -275,13 +274,11 @@ class EventHandler:
         rental_id = cast(str, handled.rental_id)
         base = {"event_id": handled.event_id, "event_type": handled.event_type,
                 "vehicle_id": handled.vehicle_id}
-        if step.note is not None:
-            write = cast(Commit, step.write)
-            self.engine.note(rental_id, step.note, inputs=write.log_entries)
-            return handled
-        planned = cast(Planned, step.planned)
-        trigger = planned.decision.trigger
         entry = cast(Mapping[str, Any], step.entry)
+        if step.planned is None:
+            self.engine.note(rental_id, cast(Mapping[str, Any], step.extra), inputs=[entry])
+            return handled
+        trigger = step.planned.decision.trigger
         try:
             applied = self.engine.apply(rental_id, trigger, event_id=handled.event_id,
                                         facts=step.facts, inputs=[entry], extra=step.extra)

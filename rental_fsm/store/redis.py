@@ -40,7 +40,7 @@ from ..errors import (
     VehicleBusy,
     VersionConflict,
 )
-from ..model import Effect, Rental, RentalState
+from ..model import Rental, RentalState
 from ..timers.redis import SYNC_TIMERS_LUA, RedisTimerQueue, redis_errors, timer_args
 from .base import (
     Commit,
@@ -62,11 +62,41 @@ from .base import (
     write_jsonl,
 )
 
+#: Lua fragment: append the log-entry tails ARGV[i .. i + n - 1] to ``log`` as lines
+#: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental``; returns the first seq.
+APPEND_ENTRIES_LUA = """
+local function append_entries(rental, log, i, n)
+  local seq = redis.call('LLEN', log)
+  local first = seq + 1
+  for j = i, i + n - 1 do
+    seq = seq + 1
+    redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. ARGV[j])
+  end
+  local ttl = redis.call('PTTL', rental)
+  if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
+  return first
+end
+"""
+
+#: Lua fragment: merge the (name, timestamp µs, property JSON) triples starting at
+#: ARGV[i] into a vehicle's state, a property only if its timestamp is newer.
+MERGE_STATE_LUA = """
+local function merge_state(state, stamps, i, n)
+  for j = i, i + 3 * (n - 1), 3 do
+    local cur = redis.call('HGET', stamps, ARGV[j])
+    if not cur or tonumber(ARGV[j + 1]) > tonumber(cur) then
+      redis.call('HSET', stamps, ARGV[j], ARGV[j + 1])
+      redis.call('HSET', state, ARGV[j], ARGV[j + 2])
+    end
+  end
+end
+"""
+
 #: KEYS: Keys.commit_keys(rental). ARGV: mode ('create'|'commit'), expected version,
 #: record JSON, event id ('' = none), rental id, active ('1'|'0'), ttl ms ('0' = none),
 #: n timers, n effects, n log entries, then the timer triples, the (effect id, JSON)
 #: pairs and the log-entry tails.
-_COMMIT_LUA = SYNC_TIMERS_LUA + """
+_COMMIT_LUA = SYNC_TIMERS_LUA + APPEND_ENTRIES_LUA + """
 local rid = ARGV[5]
 if ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then
   return {'duplicate'}
@@ -103,12 +133,7 @@ for _ = 1, n_effects do
   i = i + 2
 end
 if n_effects > 0 then redis.call('SADD', KEYS[5], rid) end
-local seq = redis.call('LLEN', KEYS[2])
-for _ = 1, n_log do
-  seq = seq + 1
-  redis.call('RPUSH', KEYS[2], '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
-  i = i + 1
-end
+append_entries(KEYS[1], KEYS[2], i, n_log)
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
   for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]}) do
@@ -119,7 +144,7 @@ return {'ok'}
 """
 
 #: KEYS: rental, log. ARGV: expected version ('' = any), then the log-entry tails.
-_APPEND_LOG_LUA = """
+_APPEND_LOG_LUA = APPEND_ENTRIES_LUA + """
 local old = redis.call('GET', KEYS[1])
 if not old then return {'not_found'} end
 if ARGV[1] ~= '' then
@@ -127,41 +152,23 @@ if ARGV[1] ~= '' then
   if not ok or type(rec) ~= 'table' then return {'corrupt'} end
   if rec['version'] ~= tonumber(ARGV[1]) then return {'conflict'} end
 end
-local seq = redis.call('LLEN', KEYS[2])
-local first = seq + 1
-for i = 2, #ARGV do
-  seq = seq + 1
-  redis.call('RPUSH', KEYS[2], '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return {'ok', first}
+return {'ok', append_entries(KEYS[1], KEYS[2], 2, #ARGV - 1)}
 """
 
 #: Several appends in one call. KEYS: (rental, log) per append. ARGV: per append the
 #: number of entries, then their tails. Returns per append what _APPEND_LOG_LUA returns.
-_APPEND_LOGS_LUA = """
+_APPEND_LOGS_LUA = APPEND_ENTRIES_LUA + """
 local out = {}
 local i = 1
 for a = 1, #KEYS / 2 do
   local rental, log = KEYS[2 * a - 1], KEYS[2 * a]
   local n = tonumber(ARGV[i])
-  i = i + 1
   if redis.call('EXISTS', rental) == 0 then
     out[a] = {'not_found'}
   else
-    local seq = redis.call('LLEN', log)
-    local first = seq + 1
-    for _ = 1, n do
-      seq = seq + 1
-      redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. ARGV[i])
-      i = i + 1
-    end
-    local ttl = redis.call('PTTL', rental)
-    if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
-    out[a] = {'ok', first}
+    out[a] = {'ok', append_entries(rental, log, i + 1, n)}
   end
-  if out[a][1] ~= 'ok' then i = i + n end
+  i = i + 1 + n
 end
 return out
 """
@@ -191,14 +198,8 @@ return 0
 """
 
 #: KEYS: vstate, vstate-ts. ARGV: (name, timestamp µs, property JSON) triples.
-_MERGE_STATE_LUA = """
-for i = 1, #ARGV, 3 do
-  local cur = redis.call('HGET', KEYS[2], ARGV[i])
-  if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-  end
-end
+_MERGE_STATE_LUA = MERGE_STATE_LUA + """
+merge_state(KEYS[1], KEYS[2], 1, #ARGV / 3)
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -206,26 +207,19 @@ return redis.call('HGETALL', KEYS[1])
 #: The event path's reads for a round of events, in one call. KEYS: per event its
 #: vehicle's vstate, vstate-ts, caps, vehicle-active and vehicle-aborted keys. ARGV:
 #: rental key prefix, applied key prefix, n events, then per event: event id, n
-#: properties, (name, timestamp µs, property JSON) triples. Merges like _MERGE_STATE_LUA,
+#: properties, (name, timestamp µs, property JSON) triples. Merges with merge_state,
 #: then returns per event {state (flat), caps, rental id, record, applied (0|1)}. The
 #: rental's keys are built from the prefixes: they share the namespace's hash tag, so they
 #: live in the same slot as the declared keys.
-_READ_VEHICLES_LUA = """
+_READ_VEHICLES_LUA = MERGE_STATE_LUA + """
 local rental_prefix, applied_prefix = ARGV[1], ARGV[2]
 local out = {}
 local i = 4
 for e = 1, tonumber(ARGV[3]) do
   local k = (e - 1) * 5
   local event_id, n = ARGV[i], tonumber(ARGV[i + 1])
-  i = i + 2
-  for _ = 1, n do
-    local cur = redis.call('HGET', KEYS[k + 2], ARGV[i])
-    if not cur or tonumber(ARGV[i + 1]) > tonumber(cur) then
-      redis.call('HSET', KEYS[k + 2], ARGV[i], ARGV[i + 1])
-      redis.call('HSET', KEYS[k + 1], ARGV[i], ARGV[i + 2])
-    end
-    i = i + 3
-  end
+  merge_state(KEYS[k + 1], KEYS[k + 2], i + 2, n)
+  i = i + 2 + 3 * n
   local rid = redis.call('GET', KEYS[k + 4])
   if not rid then rid = redis.call('GET', KEYS[k + 5]) end
   local record, applied = false, 0
@@ -293,9 +287,9 @@ class RedisRentalStore:
     # -- rentals -------------------------------------------------------------------------
 
     def create(self, rental: Rental, log_entries: Sequence[Mapping[str, Any]] = ()) -> None:
-        for entry in log_entries:
-            check_log_entry(entry)
-        self._run_commit("create", rental, -1, None, (), log_entries)
+        # Commit checks the log entries; the script ignores the version when creating.
+        self._run_commit("create", Commit(rental, rental.version - 1, None, (),
+                                          tuple(log_entries)))
 
     def get(self, rental_id: str) -> Rental:
         key = self.keys.rental(rental_id)
@@ -334,58 +328,35 @@ class RedisRentalStore:
             raise CorruptRecord(self.keys.rental(rental_id), repr(exc)) from exc
 
     def commit(self, commit: Commit) -> CommitOutcome:
-        return self._run_commit(
-            "commit",
-            commit.rental,
-            commit.expected_version,
-            commit.event_id,
-            commit.effects,
-            commit.log_entries,
-        )
+        return self._run_commit("commit", commit)
 
-    def _run_commit(
-        self,
-        mode: str,
-        rental: Rental,
-        expected_version: int,
-        event_id: str | None,
-        effects: Sequence[Effect],
-        log_entries: Sequence[Mapping[str, Any]],
-    ) -> CommitOutcome:
-        args = self._commit_args(mode, rental, expected_version, event_id, effects,
-                                 log_entries)
+    def _run_commit(self, mode: str, commit: Commit) -> CommitOutcome:
         with redis_errors("commit rental"):
-            reply = cast(list[Any], self._commit(self.keys.commit_keys(rental), args))
-        return _commit_outcome(reply, rental, expected_version, self.keys)
+            reply = cast(list[Any], self._commit(self.keys.commit_keys(commit.rental),
+                                                 self._commit_args(mode, commit)))
+        return _commit_outcome(reply, commit.rental, commit.expected_version, self.keys)
 
-    def _commit_args(
-        self,
-        mode: str,
-        rental: Rental,
-        expected_version: int,
-        event_id: str | None,
-        effects: Sequence[Effect],
-        log_entries: Sequence[Mapping[str, Any]],
-    ) -> list[str | int]:
+    def _commit_args(self, mode: str, commit: Commit) -> list[str | int]:
+        rental = commit.rental
         rid = rental.rental_id
         ended = rental.state is RentalState.ENDED
-        entries = outbox_entries(rental, effects)
+        entries = outbox_entries(rental, commit.effects)
         args: list[str | int] = [
             mode,
-            expected_version,
+            commit.expected_version,
             _dumps(rental.to_dict()),
-            event_id or "",
+            commit.event_id or "",
             rid,
             "1" if rental.active else "0",
             self._retention_ms if ended else 0,
             len(rental.timers),
             len(entries),
-            len(log_entries),
+            len(commit.log_entries),
             *timer_args(rid, rental.timers),
         ]
         for entry in entries:
             args += [entry.effect_id, _dumps(entry.to_dict())]
-        args += [log_entry_tail(rid, e) for e in log_entries]
+        args += [log_entry_tail(rid, e) for e in commit.log_entries]
         return args
 
     def write_batch(self, writes: Sequence[Commit | LogAppend]) -> list[WriteResult]:
@@ -396,10 +367,8 @@ class RedisRentalStore:
         while i < len(writes):
             write = writes[i]
             if isinstance(write, Commit):
-                rental = write.rental
-                calls.append((self._commit, self.keys.commit_keys(rental), self._commit_args(
-                    "commit", rental, write.expected_version, write.event_id, write.effects,
-                    write.log_entries)))
+                calls.append((self._commit, self.keys.commit_keys(write.rental),
+                              self._commit_args("commit", write)))
                 spans.append((i, 1))
                 i += 1
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -23,6 +23,8 @@ from rental_fsm.model import Rental, RentalState
 from rental_fsm.store import InMemoryRentalStore, Keys
 from rental_fsm.store.base import Commit, LogAppend, RentalStore, WriteResult
 from rental_fsm.store.dead_letters import InMemoryDeadLetters
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -102,10 +104,10 @@ def snapshot(store: RentalStore, rentals: list[Rental]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("sizes", [(1,), (7,), (3, 50, 1), (1000,)], ids=str)
 def test_a_batch_ends_exactly_as_one_message_at_a_time(make_store: Any, sizes: Any) -> None:
-    clock_a, clock_b = ManualClock(_start()), ManualClock(_start())
+    clock_a, clock_b = ManualClock(START), ManualClock(START)
     one_by_one, rentals = fleet(make_store(clock_a), clock_a)
     batched, _ = fleet(make_store(clock_b), clock_b)
-    inbound = messages(rentals, _start())
+    inbound = messages(rentals, START)
 
     expected = [one_by_one.handle(m.body, content_type=m.content_type, queue=m.queue)
                 for m in inbound]
@@ -125,12 +127,6 @@ def test_a_batch_ends_exactly_as_one_message_at_a_time(make_store: Any, sizes: A
         stored = batched.store.get(rental.rental_id)
         assert stored.state is RentalState.RUNNING
         assert stored.extra.get("vehicle_unreachable") in (None, False)
-
-
-def _start() -> Any:
-    from datetime import datetime, timezone
-
-    return datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 class RacingStore:
@@ -156,7 +152,7 @@ class RacingStore:
 def test_a_rental_moved_between_the_batch_read_and_write_is_decided_again(
     make_store: Any,
 ) -> None:
-    clock = ManualClock(_start())
+    clock = ManualClock(START)
     store = make_store(clock)
     handler, rentals = fleet(store, clock)
     racing = RacingStore(store, Engine(store, clock=clock), "bR0")
@@ -165,7 +161,7 @@ def test_a_rental_moved_between_the_batch_read_and_write_is_decided_again(
                            clock=clock)
     confirms = [Inbound(json.dumps(envelope(
         r.vehicle_id, {"central_lock": "UNLOCKED", "driving_enabled": True},
-        _start() + timedelta(seconds=1))).encode(), "application/json", "q")
+        START + timedelta(seconds=1))).encode(), "application/json", "q")
         for r in rentals[:3]]
 
     results = handler.handle_batch(confirms)
@@ -184,15 +180,39 @@ def test_a_rental_moved_between_the_batch_read_and_write_is_decided_again(
 def test_random_batch_boundaries_never_change_the_result(make_store: Any) -> None:
     """Property: for random cuts of the same stream the stores end up identical."""
     rng = random.Random(20261122)
-    clock = ManualClock(_start())
+    clock = ManualClock(START)
     reference, rentals = fleet(make_store(clock), clock)
-    inbound = messages(rentals, _start())
+    inbound = messages(rentals, START)
     reference.handle_batch(inbound)
     want = snapshot(reference.store, rentals)
     for _ in range(3):
-        clock = ManualClock(_start())
+        clock = ManualClock(START)
         handler, _ = fleet(make_store(clock), clock)
         cuts = sorted(rng.sample(range(1, len(inbound)), rng.randint(1, 12)))
         for a, b in zip([0, *cuts], [*cuts, len(inbound)], strict=True):
             handler.handle_batch(inbound[a:b])
         assert snapshot(handler.store, rentals) == want, cuts
+
+
+def test_a_note_that_loses_its_compare_and_set_is_written_again(make_store: Any) -> None:
+    """bR4's vehicle was unreachable: its next event only clears that flag (a versioned
+    note, no transition). Another writer moves the rental first; the flag is still
+    cleared and the other writer's update kept."""
+    clock = ManualClock(START)
+    store = make_store(clock)
+    fleet(store, clock)
+    racing = RacingStore(store, Engine(store, clock=clock), "bR4")
+    handler = EventHandler(racing, Engine(racing, clock=clock),  # type: ignore[arg-type]
+                           InMemoryDeadLetters(), clock=clock)
+    heard = Inbound(json.dumps(envelope("bV4", {"doors_status": "CLOSED"},
+                                        START + timedelta(seconds=1))).encode(),
+                    "application/json", "q")
+
+    [result] = handler.handle_batch([heard])
+
+    assert racing.raced == 1 and result.outcome is Outcome.RECORDED
+    rental = store.get("bR4")
+    assert rental.extra["vehicle_unreachable"] is False
+    assert rental.extra["desk"] == "called the customer"
+    assert rental.state is RentalState.STARTING
+    assert sum(e["kind"] == "event" for e in store.log("bR4")) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -18,7 +18,16 @@ import structlog
 from .clock import Clock
 from .errors import VersionConflict
 from .machine import MACHINE, MACHINE_VERSION, WAITING_STATES, RentalMachine
-from .model import DEFAULT_DURATIONS, Decision, Effect, Facts, Rental, Timer, format_time
+from .model import (
+    DEFAULT_DURATIONS,
+    Decision,
+    Effect,
+    Facts,
+    Rental,
+    Timer,
+    format_time,
+    parse_time,
+)
 from .store.base import Commit, CommitOutcome, RentalStore
 
 log = structlog.get_logger(__name__)
@@ -149,7 +158,8 @@ class Engine:
             updates["waiting_since"] = format_time(now)
         if updates:
             after = replace(after, extra={**after.extra, **updates})
-        entries = [*inputs, transition_entry(decision, facts, now, after.version)]
+        entries = [*inputs, *overtaken_entries(rental, after, trigger, inputs, now),
+                   transition_entry(decision, facts, now, after.version)]
         effects = decision.effects + ((Effect.NOTIFY_BOOKING,) if self.notify else ())
         commit = Commit(after, rental.version, event_id, effects, tuple(entries))
         return Planned(commit, decision, rental)
@@ -204,6 +214,31 @@ class Engine:
             except Exception:  # a listener must never undo or block a committed transition
                 log.exception("listener.failed", rental_id=after.rental_id,
                               listener=getattr(listener, "__name__", repr(listener)))
+
+
+def overtaken_entries(
+    before: Rental, after: Rental, trigger: str, inputs: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """``timer`` entries with ``"outcome": "overtaken"`` for the timers that were due
+    when the input arrived (its entry's ``at``) but that this transition disarms.
+
+    Live, such a timer lost the race to the input (the timer runner had not reached it
+    yet) and never fires. Replay fires every timer due before an entry, so without this
+    record it would fire this one and diverge (docs/replay.rst).
+    """
+    late = [(timer, armed) for timer, armed in before.timers.items()
+            if armed.due_at <= now and timer.value != trigger
+            and after.timers.get(timer) != armed]
+    if not late:
+        return []
+    arrived = now
+    if inputs and isinstance(inputs[-1].get("at"), str):
+        arrived = min(now, parse_time(inputs[-1]["at"]))
+    return [{"kind": "timer", "at": format_time(arrived), "timer": timer.value,
+             "due": format_time(armed.due_at), "outcome": "overtaken"}
+            for timer, armed in sorted(late, key=lambda item: item[1].due_at)
+            if armed.due_at <= arrived]
 
 
 def transition_entry(

@@ -121,7 +121,12 @@ class _Run:
         self.called = {str(line.entry["effect_id"]) for line in lines
                        if line.kind == "call" and "effect_id" in line.entry}
         self.later_timers: Counter[tuple[str, int]] = Counter(
-            _timer_key(line.entry) for line in lines if line.kind == "timer")
+            _timer_key(line.entry) for line in lines
+            if line.kind == "timer" and "outcome" not in line.entry)
+        #: Timers the log shows an input overtook: live they never fired, so replay
+        #: leaves them to that input, which disarms them again.
+        self.overtaken = {_timer_key(line.entry) for line in lines
+                          if line.kind == "timer" and line.entry.get("outcome") == "overtaken"}
         self._denied = False
 
     def run(self) -> RentalReplay:
@@ -146,6 +151,8 @@ class _Run:
         elif kind == "event":
             self.handler.handle(_dumps(entry["event"]), content_type="application/json",
                                 queue=str(entry.get("queue", "replay")))
+        elif kind == "timer" and "outcome" in entry:
+            pass  # an output only: the input before it disarmed the timer
         elif kind == "timer":
             self.later_timers[_timer_key(entry)] -= 1
             self._fire_due(at)
@@ -182,15 +189,16 @@ class _Run:
             pass
 
     def _next_due(self) -> tuple[datetime, Timer] | None:
+        """The earliest armed timer replay may fire (not one the log shows overtaken)."""
         if not self.store.timers.pending():  # cheap: most entries find nothing armed
             return None
         try:
             timers = self.store.get(self.rental_id).timers
         except RentalNotFound:
             return None
-        if not timers:
-            return None
-        return min((armed.due_at, timer) for timer, armed in timers.items())
+        due = [(armed.due_at, timer) for timer, armed in timers.items()
+               if (timer.value, to_ms(armed.due_at)) not in self.overtaken]
+        return min(due) if due else None
 
     def _effect_call(self, index: int) -> bool:
         """Is this call the effect runner's (not a request's own call)?"""

@@ -22,7 +22,10 @@ def project(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {"kind": kind, "trigger": entry.get("trigger"), "source": entry.get("source"),
                 "dest": entry.get("dest")}
     if kind == "timer":
-        return {"kind": kind, "timer": entry.get("timer")}
+        timer = {"kind": kind, "timer": entry.get("timer")}
+        if "outcome" in entry:  # overtaken: due, but an input disarmed it first
+            timer["outcome"] = entry.get("outcome")
+        return timer
     result = entry.get("result")
     shown: dict[str, Any] = {"ok": True}
     if isinstance(result, Mapping) and "error" in result:
@@ -100,7 +103,8 @@ class RentalReplay:
             end_reason=rental.end_reason.value if rental and rental.end_reason else None,
             transitions=[{k: e[k] for k in ("trigger", "source", "dest")}
                          for e in log if e["kind"] == "transition"],
-            timers=[str(e["timer"]) for e in log if e["kind"] == "timer"],
+            timers=[str(e["timer"]) for e in log  # fired, not overtaken
+                    if e["kind"] == "timer" and "outcome" not in e],
             calls=[{"method": e["method"], "path": e["path"]}
                    for e in log if e["kind"] == "call"],
             divergence=divergence, log=log)

@@ -208,7 +208,9 @@ return redis.call('HGETALL', KEYS[1])
 #: vehicle's vstate, vstate-ts, caps, vehicle-active and vehicle-aborted keys. ARGV:
 #: rental key prefix, applied key prefix, n events, then per event: event id, n
 #: properties, (name, timestamp µs, property JSON) triples. Merges with merge_state,
-#: then returns per event {state (flat), caps, rental id, record, applied (0|1)}. The
+#: then returns per event {state, caps, rental id, record, applied (0|1)}, the state as
+#: one JSON object spliced from the stored property JSON (one decode instead of one per
+#: property). The
 #: rental's keys are built from the prefixes: they share the namespace's hash tag, so they
 #: live in the same slot as the declared keys.
 _READ_VEHICLES_LUA = MERGE_STATE_LUA + """
@@ -227,7 +229,9 @@ for e = 1, tonumber(ARGV[3]) do
     record = redis.call('GET', rental_prefix .. rid)
     applied = redis.call('SISMEMBER', applied_prefix .. rid, event_id)
   end
-  out[e] = {redis.call('HGETALL', KEYS[k + 1]), redis.call('GET', KEYS[k + 3]), rid,
+  local flat, fields = redis.call('HGETALL', KEYS[k + 1]), {}
+  for j = 1, #flat, 2 do fields[#fields + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1] end
+  out[e] = {'{' .. table.concat(fields, ',') .. '}', redis.call('GET', KEYS[k + 3]), rid,
             record, applied}
 end
 return out
@@ -446,9 +450,8 @@ class RedisRentalStore:
         if isinstance(reply, Exception):
             raise StoreError(f"read vehicles: Redis error: {reply}")
         views = []
-        for read, (flat, caps, rid, raw, applied) in zip(reads, reply, strict=True):
-            state = self._decode_state(keys.vehicle_state(read.vehicle_id),
-                                       dict(zip(flat[::2], flat[1::2], strict=True)))
+        for read, (whole, caps, rid, raw, applied) in zip(reads, reply, strict=True):
+            state = _decode_whole_state(keys.vehicle_state(read.vehicle_id), whole)
             caps_view = self._decode_caps(read.vehicle_id, caps)
             if rid is None:
                 views.append(VehicleView(state, caps_view, None))
@@ -604,6 +607,17 @@ class RedisRentalStore:
             return dict(json.loads(raw))
         except ValueError as exc:
             raise CorruptRecord(self.keys.capabilities(vehicle_id), repr(exc)) from exc
+
+
+def _decode_whole_state(key: str, whole: bytes) -> dict[str, dict[str, Any]]:
+    """A vehicle state the read script returned as one JSON object."""
+    try:
+        state = json.loads(whole)
+    except ValueError as exc:
+        raise CorruptRecord(key, repr(exc)) from exc
+    if not all(isinstance(v, dict) for v in state.values()):
+        raise CorruptRecord(key, "a property is not a JSON object")
+    return cast(dict[str, dict[str, Any]], state)
 
 
 def _commit_outcome(reply: list[Any], rental: Rental, expected_version: int,

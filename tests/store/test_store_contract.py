@@ -397,3 +397,28 @@ def test_write_batch_writes_each_item_or_returns_its_error(store: RentalStore) -
         [Effect.UNLOCK_VEHICLE]
     with pytest.raises(InvalidInput):
         LogAppend(third.rental_id, ({"at": format_time(T0), "kind": "bogus"},))
+
+
+def test_read_vehicles_returns_property_names_and_values_exactly(store: RentalStore) -> None:
+    """The Redis script splices the stored JSON into one object: names that JSON must
+    escape, and any value, come back as they went in."""
+    vid = f"V-{uuid.uuid4().hex[:8]}"
+    odd = {'quote"back\\slash/€': {"timestamp": "2026-01-01T12:00:05Z",
+                                   "value": {"nested": [1, 2.5, None, "ü/\n"]}},
+           "ignition": {"timestamp": "2026-01-01T12:00:05Z", "value": "OFF"}}
+    [view] = store.read_vehicles([VehicleRead(vid, "ev-odd", odd)])
+    assert view.state == odd
+    [view] = store.read_vehicles([VehicleRead(vid, "ev-none", {})])
+    assert view.state == odd == store.vehicle_state(vid)
+
+
+def test_read_vehicles_reports_a_corrupt_stored_state(store: RentalStore) -> None:
+    if isinstance(store, InMemoryRentalStore):
+        pytest.skip("the memory store holds decoded state: nothing to corrupt")
+    vid = f"V-{uuid.uuid4().hex[:8]}"
+    key = store.keys.vehicle_state(vid)  # type: ignore[attr-defined]
+    for garbage in ("{not json", "[1]"):
+        store._client.hset(key, "ignition", garbage)  # type: ignore[attr-defined]
+        with pytest.raises(CorruptRecord) as exc:
+            store.read_vehicles([VehicleRead(vid, "ev-c", {})])
+        assert exc.value.key == key

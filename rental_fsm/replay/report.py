@@ -1,9 +1,10 @@
 """What a replay found: per rental the outcome, and the first divergence if any.
 
 ``ReplayReport.to_dict`` is the ``--json`` shape of rental-log.md. Outputs are compared
-as projections (``project``): a transition by trigger/source/dest, a timer by name, a
-request by its result (ok, or the error class and the unmet criteria), never by time or
-wording, which a new release may change without changing behaviour.
+as projections (``project``): a transition by trigger/source/dest, a timer by name (and
+outcome, if any), a request by its result (ok, or the error class and the unmet
+criteria), never by time or wording, which a new release may change without changing
+behaviour.
 """
 
 from __future__ import annotations

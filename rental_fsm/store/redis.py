@@ -210,9 +210,8 @@ return redis.call('HGETALL', KEYS[1])
 #: properties, (name, timestamp µs, property JSON) triples. Merges with merge_state,
 #: then returns per event {state, caps, rental id, record, applied (0|1)}, the state as
 #: one JSON object spliced from the stored property JSON (one decode instead of one per
-#: property). The
-#: rental's keys are built from the prefixes: they share the namespace's hash tag, so they
-#: live in the same slot as the declared keys.
+#: property). The rental's keys are built from the prefixes: they share the namespace's
+#: hash tag, so they live in the same slot as the declared keys.
 _READ_VEHICLES_LUA = MERGE_STATE_LUA + """
 local rental_prefix, applied_prefix = ARGV[1], ARGV[2]
 local out = {}

@@ -46,8 +46,10 @@ chaos: $(STAMP)
 	RENTAL_FSM_AMQP_URL=$${RENTAL_FSM_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//} \
 	$(PY) -m rental_fsm.demo.chaos $(CHAOS_ARGS)
 
-## bench: benchmarks against baselines measured in the same run (BENCH_ARGS=--quick: small)
+## bench: benchmarks against baselines measured in the same run (BENCH_ARGS=--quick: small);
+## installs the bench extra (matplotlib) for the PNG histograms
 bench: $(STAMP)
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -109,7 +109,7 @@ def _entry(text: str, path: str, number: int) -> dict[str, Any]:
         raise LogFormatError(path, number, f"unsupported version v={entry.get('v')!r} "
                                            f"(this reader knows v={LOG_FORMAT_VERSION})")
     kind = entry.get("kind")
-    if kind not in LOG_KINDS:
+    if not isinstance(kind, str) or kind not in LOG_KINDS:  # a list or object is unhashable
         raise LogFormatError(path, number, f"unknown kind {kind!r}")
     rental_id = entry.get("rental_id")
     if not isinstance(rental_id, str) or not rental_id:
@@ -125,7 +125,8 @@ def _entry(text: str, path: str, number: int) -> dict[str, Any]:
     for name in _REQUIRED[kind]:
         if name not in entry:
             raise LogFormatError(path, number, f"{kind} entry without {name!r}")
-    if kind == "request" and entry["op"] not in REQUEST_OPS:
+    if kind == "request" and not (isinstance(entry["op"], str)
+                                  and entry["op"] in REQUEST_OPS):
         raise LogFormatError(path, number, f"unknown request op {entry['op']!r}")
     if kind == "event" and not isinstance(entry["event"], dict):
         raise LogFormatError(path, number, "event must be a JSON object")

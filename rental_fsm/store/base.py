@@ -163,8 +163,9 @@ def outbox_entries(rental: Rental, effects: Sequence[Effect]) -> list[OutboxEntr
 
 def check_log_entry(entry: Mapping[str, Any]) -> None:
     """Reject an entry replay could not read: unknown ``kind`` or a bad ``at``."""
-    if entry.get("kind") not in LOG_KINDS:
-        raise InvalidInput("log_entries.kind", f"unknown kind {entry.get('kind')!r}")
+    kind = entry.get("kind")
+    if not isinstance(kind, str) or kind not in LOG_KINDS:
+        raise InvalidInput("log_entries.kind", f"unknown kind {kind!r}")
     try:
         parse_time(entry.get("at"))  # type: ignore[arg-type]
     except ValueError as exc:

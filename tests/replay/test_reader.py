@@ -35,6 +35,8 @@ def _error(path: Path) -> LogFormatError:
     ("{not json", "not JSON"),
     ("[1, 2]", "not a JSON object"),
     (_line(kind="teleport"), "unknown kind 'teleport'"),
+    (_line(kind=[]), "unknown kind []"),  # unhashable: hypothesis found a TypeError here
+    (_line(kind={"a": 1}), "unknown kind {'a': 1}"),
     (_line(v=2), "unsupported version v=2"),
     (_line(at="yesterday"), "not an RFC 3339"),
     (_line(at="2026-11-22T10:00:01"), "not an RFC 3339"),
@@ -42,6 +44,7 @@ def _error(path: Path) -> LogFormatError:
     (_line(rental_id=None), "rental_id"),
     (_line(kind="request"), "request entry without 'op'"),
     (_line(kind="request", op="teleport"), "unknown request op"),
+    (_line(kind="request", op=["start"]), "unknown request op"),
     (_line(kind="transition", trigger="start"), "without 'source'"),
 ])
 def test_a_bad_second_line_fails_naming_file_line_and_reason(

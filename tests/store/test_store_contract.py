@@ -103,6 +103,9 @@ def test_commit_input_is_validated() -> None:
     with pytest.raises(InvalidInput):
         Commit(rental=replace(rental, version=1), expected_version=0,
                log_entries=({"kind": "clock", "at": "yesterday"},))
+    with pytest.raises(InvalidInput):  # unhashable: a TypeError before
+        Commit(rental=replace(rental, version=1), expected_version=0,
+               log_entries=({"kind": ["clock"], "at": format_time(T0)},))
 
 
 def test_eight_threads_racing_lose_no_update(store: RentalStore) -> None:

@@ -37,7 +37,8 @@ HOME = (50.834, 8.0219)
 #: Far outside it.
 OUTSIDE = (48.137, 11.575)
 
-_COMMAND_EFFECTS: dict[Command, dict[str, Any]] = {
+#: What each command does to a vehicle's state (also used by the tests' in-process fleets).
+COMMAND_EFFECTS: dict[Command, dict[str, Any]] = {
     Command.UNLOCK_AND_ENABLE_DRIVING: {
         "central_lock": CentralLock.UNLOCKED, "driving_enabled": True,
     },
@@ -265,7 +266,7 @@ class Fleet:
                     Fault.CONFLICTING_STATE,
                     f"Unable to execute the command while the vehicle {vehicle_id!r} is moving.",
                 )
-            effects = dict(_COMMAND_EFFECTS[command])
+            effects = dict(COMMAND_EFFECTS[command])
             faults = vehicle.faults
             exclude: frozenset[str] = frozenset()
             lock_target = effects.get("central_lock")

@@ -21,6 +21,7 @@ from rental_fsm.model import ACTIVE_STATES, RentalState, Timer, format_time
 from rental_fsm.oneapi.resources import Result, Vehicle
 from rental_fsm.oneapi.vehicle_state import Capabilities, Command, VehicleState
 from rental_fsm.orchestrator import Orchestrator
+from rental_fsm.simulator.fleet import COMMAND_EFFECTS
 from rental_fsm.store import InMemoryRentalStore
 from rental_fsm.store.dead_letters import InMemoryDeadLetters
 
@@ -36,15 +37,6 @@ CAPS = {
                              "VEHICLE_KEY"]},
     "V3": {"commands": ["ENABLE_DRIVING", "DISABLE_DRIVING"],
            "vehicle_state": ["DRIVING_ENABLED", "IGNITION"]},
-}
-EFFECTS = {
-    "unlock-and-enable-driving": {"central_lock": "UNLOCKED", "driving_enabled": True},
-    "unlock-central-lock": {"central_lock": "UNLOCKED"},
-    "enable-driving": {"driving_enabled": True},
-    "lock-and-disable-driving": {"central_lock": "LOCKED", "driving_enabled": False},
-    "lock-central-lock": {"central_lock": "LOCKED"},
-    "disable-driving": {"driving_enabled": False},
-    "request-vehicle-state": {},
 }
 
 
@@ -81,7 +73,7 @@ class Fleet:
         known = self.store.vehicle_state(vehicle_id).get("ignition", {}).get("value")
         if known == "ON":
             self.violations.append(f"{command.value} sent to {vehicle_id} with ignition ON")
-        self.change(vehicle_id, **EFFECTS[command.value])
+        self.change(vehicle_id, **COMMAND_EFFECTS[command])
         return Result(VehicleState.from_json(self._wire(vehicle_id, self.state[vehicle_id])),
                       "flow", 200)
 

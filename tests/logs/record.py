@@ -32,6 +32,7 @@ from rental_fsm.model import format_time
 from rental_fsm.oneapi.resources import Result, Vehicle
 from rental_fsm.oneapi.vehicle_state import Capabilities, Command, VehicleState
 from rental_fsm.orchestrator import Orchestrator
+from rental_fsm.simulator.fleet import COMMAND_EFFECTS
 from rental_fsm.store import InMemoryRentalStore
 from rental_fsm.store.dead_letters import InMemoryDeadLetters
 
@@ -45,15 +46,6 @@ KEYED = {"commands": ["UNLOCK_CENTRAL_LOCK", "ENABLE_DRIVING", "LOCK_CENTRAL_LOC
          "vehicle_state": ["CENTRAL_LOCK", "DRIVING_ENABLED", "IGNITION", "DOORS_STATUS",
                            "VEHICLE_KEY"]}
 CAPS = {"V1": KEYLESS, "V2": KEYED}
-EFFECTS: dict[str, dict[str, Any]] = {
-    "unlock-and-enable-driving": {"central_lock": "UNLOCKED", "driving_enabled": True},
-    "unlock-central-lock": {"central_lock": "UNLOCKED"},
-    "enable-driving": {"driving_enabled": True},
-    "lock-and-disable-driving": {"central_lock": "LOCKED", "driving_enabled": False},
-    "lock-central-lock": {"central_lock": "LOCKED"},
-    "disable-driving": {"driving_enabled": False},
-    "request-vehicle-state": {},
-}
 
 
 class Fleet:
@@ -101,7 +93,7 @@ class Fleet:
 
     def run_late(self, vehicle_id: str) -> None:
         for command in self.late[vehicle_id]:
-            self.change(vehicle_id, **EFFECTS[command])
+            self.change(vehicle_id, **COMMAND_EFFECTS[Command(command)])
         self.late[vehicle_id] = []
 
     def _current(self, vehicle_id: str) -> VehicleState:
@@ -123,7 +115,7 @@ class Fleet:
         if how == "accepted":
             self.late[vehicle_id].append(command.value)
             return Result(self._current(vehicle_id), "fl", 200)
-        self.change(vehicle_id, **EFFECTS[command.value])
+        self.change(vehicle_id, **COMMAND_EFFECTS[command])
         return Result(self._current(vehicle_id), "fl", 200)
 
     def set_rental_status(self, vehicle_id: str, value: str, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 import redis
@@ -11,9 +12,10 @@ from redis.crc import key_slot
 from redis.retry import Retry
 from store_helpers import T0, new_rental, step
 
-from rental_fsm.errors import StoreUnavailable
+from rental_fsm.errors import CorruptRecord, StoreUnavailable
 from rental_fsm.model import Rental
 from rental_fsm.store import Keys
+from rental_fsm.store.base import VehicleRead
 from rental_fsm.store.redis import RedisRentalStore
 from rental_fsm.timers.base import DueTimer
 from rental_fsm.timers.redis import RedisTimerQueue
@@ -120,3 +122,17 @@ def test_batched_writes_reload_a_script_missing_from_the_server_cache(
     [view] = store.read_vehicles([VehicleRead(rental.vehicle_id, "ev", prop)])
     assert view.state == prop
     assert store._append_logs.sha != unknown and store._read_vehicles.sha != unknown
+
+
+@pytest.mark.redis
+def test_read_vehicles_reports_a_corrupt_stored_state(
+    redis_client: redis.Redis, redis_namespace: str
+) -> None:
+    store = RedisRentalStore(redis_client, Keys(redis_namespace))
+    vid = f"V-{uuid.uuid4().hex[:8]}"
+    key = store.keys.vehicle_state(vid)
+    for garbage in ("{not json", "[1]"):
+        redis_client.hset(key, "ignition", garbage)
+        with pytest.raises(CorruptRecord) as exc:
+            store.read_vehicles([VehicleRead(vid, "ev-c", {})])
+        assert exc.value.key == key

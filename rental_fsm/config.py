@@ -24,6 +24,8 @@ DEFAULT_ONEAPI_URL = "https://api.invers.com"
 DEFAULT_NAMESPACE = "rental_fsm"
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_PREFETCH = 100
+#: worker/timer_runner.py: how far ahead timers are decided and kept in the store.
+DEFAULT_TIMER_HORIZON = timedelta(seconds=10)
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -89,6 +91,8 @@ class Settings:
     #: Exchange for RentalStateChanged notifications; None = no AMQP notifications.
     notify_exchange: str | None = None
     retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS)
+    #: How far ahead the timer loop decides timers (zero: never ahead; TimerRunner).
+    timer_horizon: timedelta = DEFAULT_TIMER_HORIZON
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -148,6 +152,7 @@ class Settings:
             "namespace": reader.pattern("NAMESPACE", _NAMESPACE_RE),
             "notify_exchange": reader.pattern("NOTIFY_EXCHANGE", _NAMESPACE_RE),
             "retention": reader.days("RETENTION_DAYS"),
+            "timer_horizon": reader.seconds("TIMER_HORIZON_S", zero=True, most=240),
             "log_format": reader.choice("LOG_FORMAT", LOG_FORMATS),
             "log_level": reader.choice("LOG_LEVEL", LOG_LEVELS),
         }
@@ -219,7 +224,8 @@ class _Reader:
             return None
         return value
 
-    def _positive(self, name: str) -> float | None:
+    def _positive(self, name: str, *, zero: bool = False,
+                  most: float = float("inf")) -> float | None:
         raw = self._raw(name)
         if raw is None:
             return None
@@ -228,13 +234,19 @@ class _Reader:
         except ValueError:
             self._bad(name, f"expected a number, got {raw!r}")
             return None
-        if not value > 0 or value != value or value == float("inf"):
-            self._bad(name, f"must be a positive number, got {raw!r}")
+        low_ok = value >= 0 if zero else value > 0
+        if not low_ok or value != value or value == float("inf"):
+            kind = "a number >= 0" if zero else "a positive number"
+            self._bad(name, f"must be {kind}, got {raw!r}")
+            return None
+        if value > most:
+            self._bad(name, f"must be at most {most:g}, got {raw!r}")
             return None
         return value
 
-    def seconds(self, name: str) -> timedelta | None:
-        value = self._positive(name)
+    def seconds(self, name: str, *, zero: bool = False,
+                most: float = float("inf")) -> timedelta | None:
+        value = self._positive(name, zero=zero, most=most)
         return None if value is None else timedelta(seconds=value)
 
     def days(self, name: str) -> timedelta | None:

@@ -143,11 +143,16 @@ class Engine:
         facts: Facts | None = None,
         inputs: Sequence[Mapping[str, Any]] = (),
         extra: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> Planned:
         """Decide ``trigger`` for ``rental`` as loaded and build the commit, writing
         nothing: ``apply`` commits it alone, the event batch path with others. After an
-        APPLIED commit, ``committed`` must be called. Raises what ``decide`` raises."""
-        now = self.clock.now()
+        APPLIED commit, ``committed`` must be called. Raises what ``decide`` raises.
+
+        ``now`` (default: the clock) is when the transition happens: the timer runner
+        decides a timer ahead of time at its due time (``TimerRunner``, prepared timers).
+        """
+        now = self.clock.now() if now is None else now
         decision = self.machine.decide(
             rental, trigger, now=now, facts=facts, durations=self.durations
         )
@@ -161,15 +166,15 @@ class Engine:
         entries = [*inputs, *overtaken_entries(rental, after, trigger, inputs, now),
                    transition_entry(decision, facts, now, after.version)]
         effects = decision.effects + ((Effect.NOTIFY_BOOKING,) if self.notify else ())
-        commit = Commit(after, rental.version, event_id, effects, tuple(entries))
+        # seed 000: a start that gave up may still unlock the vehicle; watch it
+        watch = ABORT_WATCH if decision.trigger in _ABORTS else None
+        commit = Commit(after, rental.version, event_id, effects, tuple(entries), watch)
         return Planned(commit, decision, rental)
 
     def committed(self, planned: Planned) -> Applied:
-        """What follows a planned transition that was committed: the abort watch, the
-        log line and the listeners."""
+        """What follows a planned transition that was committed: the log line and the
+        listeners (the abort watch is part of the commit)."""
         rental, after, decision = planned.before, planned.commit.rental, planned.decision
-        if decision.trigger in _ABORTS:  # seed 000: the unlock may still happen; watch it
-            self.store.remember_abort(rental.vehicle_id, rental.rental_id, ABORT_WATCH)
         log.info(
             "rental.transitioned", rental_id=rental.rental_id, vehicle_id=rental.vehicle_id,
             trigger=decision.trigger, source=decision.source.value,

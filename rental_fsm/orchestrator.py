@@ -48,7 +48,7 @@ from .oneapi.resources import IN_RENTAL, NOT_IN_RENTAL, Result, Vehicle
 from .oneapi.vehicle_state import Capabilities
 from .status import RentalStatus
 from .store.base import RentalStore
-from .worker.timer_runner import TimerRunner
+from .worker.timer_runner import DEFAULT_HORIZON, TimerRunner
 
 log = structlog.get_logger(__name__)
 S = RentalState
@@ -70,6 +70,14 @@ class _Call:
     args: Mapping[str, Any]
 
 
+def _decided_on(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The request entry's record of the vehicle state a request decided on (an added
+    field, as ``start`` has). An event's state is merged before its own log line is
+    written, so a request in between may have seen more than the log shows before it;
+    replay merges this first and decides the same way."""
+    return {"vehicle_state": dict(state)}
+
+
 class Orchestrator:
     """Runs rentals for a booking backend. Thread-safe; share one per process."""
 
@@ -78,6 +86,7 @@ class Orchestrator:
         clock: Clock | None = None, durations: Mapping[Timer, timedelta] | None = None,
         end_policy: EndPolicy | None = None, machine: RentalMachine = MACHINE,
         notifier: Notifier | None = None, owner: str = "orchestrator",
+        timer_horizon: timedelta = DEFAULT_HORIZON,
     ) -> None:
         if not callable(authorize):
             raise TypeError("authorize must be a callable (customer_id, vehicle_id) -> bool")
@@ -91,7 +100,8 @@ class Orchestrator:
                              notify=notifier is not None, **kwargs)
         self.effects = EffectRunner(store, self.engine, api, clock=self.clock, owner=owner,
                                     notifier=notifier)
-        self.timers = TimerRunner(store, store.timers, self.engine, clock=self.clock)  # type: ignore[attr-defined]
+        self.timers = TimerRunner(store, store.timers, self.engine,  # type: ignore[attr-defined]
+                                  clock=self.clock, horizon=timer_horizon)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -132,7 +142,8 @@ class Orchestrator:
                                                     settings.notify_exchange))
         notifier = FanOut(notifiers) if notifiers else None
         return cls(store, api, authorize=authorize, clock=clock,
-                   durations=settings.durations(), end_policy=end_policy, notifier=notifier)
+                   durations=settings.durations(), end_policy=end_policy, notifier=notifier,
+                   timer_horizon=settings.timer_horizon)
 
     # -- the embedding API ------------------------------------------------------------------
 
@@ -196,9 +207,9 @@ class Orchestrator:
             return RentalStatus.of(rental)
         self._authorize(rental, "begin_stopover")
         caps = self._capabilities(rental.vehicle_id)
-        facts = vehicle_facts(caps, self.store.vehicle_state(rental.vehicle_id))
+        state = self.store.vehicle_state(rental.vehicle_id)
         return self._transition(rental_id, "begin_stopover", _Call("begin_stopover", {}),
-                                facts=facts)
+                                facts=vehicle_facts(caps, state), context=_decided_on(state))
 
     def end_stopover(self, rental_id: str) -> RentalStatus:
         """Keyless vehicles: unlock and enable driving again after the break."""
@@ -207,9 +218,9 @@ class Orchestrator:
             return RentalStatus.of(rental)
         self._authorize(rental, "end_stopover")
         caps = self._capabilities(rental.vehicle_id)
-        facts = vehicle_facts(caps, self.store.vehicle_state(rental.vehicle_id))
+        state = self.store.vehicle_state(rental.vehicle_id)
         return self._transition(rental_id, "end_stopover", _Call("end_stopover", {}),
-                                facts=facts)
+                                facts=vehicle_facts(caps, state), context=_decided_on(state))
 
     def end_rental(self, rental_id: str) -> RentalStatus:
         """End: NOT_IN_RENTAL with a fresh state, check the criteria, then secure.
@@ -228,10 +239,11 @@ class Orchestrator:
         self._authorize(rental, "end")
         caps = self._capabilities(rental.vehicle_id)
         state = self.store.vehicle_state(rental.vehicle_id)
+        context = _decided_on(state)
         if vehicle_facts(caps, state).ignition_on:  # seed 000: no command while driving
             self._reject(rental, call, GuardRejected(
                 rental_id, rental.state.value, "end",
-                ["ignition is on: no command while the customer is driving"]))
+                ["ignition is on: no command while the customer is driving"]), context)
         fresh, unreachable, calls = self._rental_status(rental, NOT_IN_RENTAL, fresh=True)
         state = self.store.merge_vehicle_state(rental.vehicle_id, fresh) if fresh else state
         report = evaluate(rental.vehicle_id, state, caps.vehicle_state,
@@ -242,11 +254,11 @@ class Orchestrator:
             _, _, back = self._rental_status(rental, IN_RENTAL, fresh=False)
             error = EndRentalCriteriaNotMet(rental_id, rental.state.value, report.unmet())
             self.engine.note(rental_id, noted, inputs=[
-                *calls, *back, self._request(call, error)])
+                *calls, *back, self._request(call, error, context)])
             raise error
         facts = vehicle_facts(caps, state, unmet=())
         return self._transition(rental_id, "end", call, facts=facts, extra=noted,
-                                pre=calls)
+                                pre=calls, context=context)
 
     def force_end(self, rental_id: str, *, reason: str = "customer_service") -> RentalStatus:
         """Customer service ends the rental now, from any state (seed 002). The vehicle is
@@ -270,7 +282,7 @@ class Orchestrator:
 
     def run_pending(self) -> int:
         """Fire due timers and send pending commands once; returns how much was done."""
-        return len(self.timers.tick()) + len(self.effects.sweep())
+        return self.timers.step() + len(self.effects.sweep())
 
     def start_background(self, interval: float = 0.05) -> None:
         """Run timers and commands in a daemon thread (embedding without workers)."""
@@ -296,7 +308,7 @@ class Orchestrator:
 
         # Timers and commands in separate threads: a slow command never delays a timer.
         self._threads = [
-            threading.Thread(target=loop, args=(lambda: len(self.timers.tick()),),
+            threading.Thread(target=loop, args=(self.timers.step,),
                              name="rental-fsm-timers", daemon=True),
             threading.Thread(target=loop, args=(self.effects.dispatch,),
                              name="rental-fsm-effects", daemon=True),
@@ -329,8 +341,9 @@ class Orchestrator:
             error = NotAuthorized(rental.customer_id, rental.vehicle_id)
             self._reject(rental, _Call(op, {}), error)
 
-    def _reject(self, rental: Rental, call: _Call, error: RentalFSMError) -> None:
-        self.store.append_log(rental.rental_id, [self._request(call, error)])
+    def _reject(self, rental: Rental, call: _Call, error: RentalFSMError,
+                context: Mapping[str, Any] | None = None) -> None:
+        self.store.append_log(rental.rental_id, [self._request(call, error, context)])
         log.info("request.rejected", op=call.op, rental_id=rental.rental_id,
                  error=type(error).__name__, reason=str(error))
         raise error

@@ -19,6 +19,9 @@ def test_defaults_follow_seed_002() -> None:
     assert settings.auto_cancel == timedelta(seconds=60)
     assert settings.redis_url is None and settings.amqp_url is None
     assert settings.retention == timedelta(days=30)
+    assert settings.timer_horizon == timedelta(seconds=10)
+    with pytest.raises(ConfigurationError, match="at most 240"):
+        Settings.from_env({"RENTAL_FSM_TIMER_HORIZON_S": "600"})
 
 
 def test_every_variable_is_read() -> None:
@@ -36,6 +39,7 @@ def test_every_variable_is_read() -> None:
         "RENTAL_FSM_AUTO_CANCEL_S": "6",
         "RENTAL_FSM_NAMESPACE": "fleet-a",
         "RENTAL_FSM_RETENTION_DAYS": "7",
+        "RENTAL_FSM_TIMER_HORIZON_S": "0",
         "RENTAL_FSM_LOG_FORMAT": "JSON",
         "RENTAL_FSM_LOG_LEVEL": "debug",
     }
@@ -49,6 +53,7 @@ def test_every_variable_is_read() -> None:
     assert s.durations()[Timer.STATE_CHECK] < s.start_timeout
     assert (s.namespace, s.log_format, s.log_level) == ("fleet-a", "json", "debug")
     assert s.retention == timedelta(days=7)
+    assert s.timer_horizon == timedelta(0)  # zero: timers are never decided ahead
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -61,8 +66,10 @@ def test_all_problems_are_reported_at_once() -> None:
             "RENTAL_FSM_NAMESPACE": "a:b",
             "RENTAL_FSM_EVENT_QUEUES": "a,,b",
             "RENTAL_FSM_LOG_LEVEL": "loud",
+            "RENTAL_FSM_TIMER_HORIZON_S": "-1",
+            "RENTAL_FSM_RETENTION_DAYS": "0",
         })
-    assert len(info.value.problems) == 7
+    assert len(info.value.problems) == 9
     assert isinstance(info.value, ValueError)
     assert "RENTAL_FSM_REDIS_URL" in str(info.value)
 

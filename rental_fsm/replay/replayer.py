@@ -110,7 +110,8 @@ class _Run:
         self.api = LogAPI(self.rental_id, lines)
         self.orch = Orchestrator(
             self.store, self.api, authorize=self._authorize, clock=self.clock,
-            durations=owner.durations, end_policy=owner.end_policy, machine=owner.machine)
+            durations=owner.durations, end_policy=owner.end_policy, machine=owner.machine,
+            timer_horizon=timedelta(0))  # each timer is decided at its own entry
         self.orch.effects.sleep = _no_sleep  # recorded retries need no real waiting
         self.handler = EventHandler(self.store, self.orch.engine, InMemoryDeadLetters(),
                                     clock=self.clock)
@@ -184,9 +185,15 @@ class _Run:
         self.clock.set(max(self.clock.now(), target))
 
     def _fire_due(self, at: datetime) -> None:
-        self.clock.set(max(self.clock.now(), at))
+        """Fire what is due at a timer entry, decided at the entry's ``at``. That may be
+        a little before an entry logged ahead of it: a prepared timer is recorded at its
+        due time, and its commit can land after a recorded event or call of that same
+        instant (worker/timer_runner.py); live decided it at ``at``, so replay does too."""
+        latest = self.clock.now()
+        self.clock.set(at)
         while self.orch.timers.tick():
             pass
+        self.clock.set(max(latest, at))
 
     def _next_due(self) -> tuple[datetime, Timer] | None:
         """The earliest armed timer replay may fire (not one the log shows overtaken)."""
@@ -225,10 +232,13 @@ class _Run:
                         rid, vehicle_id=vehicle_id, customer_id=customer_id,
                         customer_status=str(args.get("customer_status", "IDLE")))
             elif op == "end":
+                self._seed_vehicle(self.store.get(rid).vehicle_id, entry)
                 self.orch.end_rental(rid)
             elif op == "force_end":
                 self.orch.force_end(rid, reason=str(args.get("reason", "customer_service")))
             else:
+                if "vehicle_state" in entry:
+                    self._seed_vehicle(self.store.get(rid).vehicle_id, entry)
                 getattr(self.orch, op)(rid)
         except UnansweredCall:
             raise

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TextIO
 from ..config import DEFAULT_NAMESPACE
 from ..errors import InvalidInput, RentalFSMError, RentalNotFound, StoreUnavailable
 from ..model import Effect, Rental, parse_time
+from ..timers.base import DueTimer
 
 #: rental-log.md: the format version the store stamps on every entry.
 LOG_FORMAT_VERSION = 1
@@ -59,8 +60,13 @@ class Commit:
     effects: tuple[Effect, ...] = ()
     #: rental-log.md entries without ``v``/``seq``/``rental_id`` (the store sets those).
     log_entries: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    #: Remember for this long that the rental's start on its vehicle gave up (see
+    #: ``RentalStore.remember_abort``), in the same atomic step as the transition.
+    abort_watch: timedelta | None = None
 
     def __post_init__(self) -> None:
+        if self.abort_watch is not None and self.abort_watch <= timedelta(0):
+            raise InvalidInput("abort_watch", "must be positive")
         if self.rental.version != self.expected_version + 1:
             raise InvalidInput(
                 "rental.version",
@@ -109,6 +115,42 @@ class VehicleView:
     rental: Rental | None = None
     #: The event id was already applied to the found rental.
     duplicate: bool = False
+
+
+#: How long a prepared commit is kept at most (any commit of its rental drops it sooner).
+PREPARED_TTL = timedelta(minutes=5)
+#: How long a timer ``upcoming_timers`` handed out stays marked as being prepared.
+PREPARE_LEASE = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class PreparedTimer:
+    """A timer's commit decided ahead of time: what firing it exactly at its due time
+    on the rental as it now is would write (``Engine.plan`` at ``due.due_at``)."""
+
+    due: DueTimer
+    commit: Commit
+    #: What the firing is logged as (trigger, source, dest, version, vehicle_id, effects).
+    summary: Mapping[str, Any]
+    #: The runner that decided it (``fire_due`` may be asked to fire only its own).
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class FiredTimer:
+    """A timer the store fired from its prepared commit (``fire_due``)."""
+
+    due: DueTimer
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TimerRound:
+    """What one ``fire_due`` did: timers fired in the store, and the rest claimed."""
+
+    fired: list[FiredTimer]
+    #: Due timers leased to the caller (as ``claim_due``) to fire the ordinary way.
+    claimed: list[DueTimer]
 
 
 #: One result of ``write_batch``: a commit's outcome, None for a log append that was
@@ -217,6 +259,8 @@ class Keys:
         {ns}:effect-claims:<rental_id>     hash    effect_id -> "owner|claimed epoch ms"
         {ns}:dead-letters                  stream  malformed messages with the reason
         {ns}:vehicle-aborted:<vehicle_id>  string  rental whose start gave up (expires)
+        {ns}:prepared:<rental_id>          hash    timer name -> its commit, decided ahead
+                                                   (or a "lease:<ms>" mark while deciding)
 
     **Slots.** One commit must touch the rental's keys *and* the vehicle and customer
     indexes *and* the timer queue, so in Redis Cluster they must hash to one slot. A
@@ -282,6 +326,9 @@ class Keys:
     def vehicle_aborted(self, vehicle_id: str) -> str:
         return self._key("vehicle-aborted", vehicle_id)
 
+    def prepared(self, rental_id: str) -> str:
+        return self._key("prepared", rental_id)
+
     @property
     def dead_letters(self) -> str:
         return self._key("dead-letters")
@@ -299,6 +346,8 @@ class Keys:
             self.rental_timers(rid),
             self.vehicle_active(rental.vehicle_id),
             self.customer_active(rental.customer_id),
+            self.prepared(rid),
+            self.vehicle_aborted(rental.vehicle_id),
         ]
 
     def retained_keys(self, rental_id: str) -> list[str]:
@@ -442,6 +491,31 @@ class RentalStore(Protocol):
         in one round trip where the store can. An error of one item (a lost
         compare-and-set, say) is returned in its place and does not stop the others; an
         unreachable store raises for the whole batch (some items may be written)."""
+        ...
+
+    # -- prepared timers (TimerRunner: timers decided ahead, fired inside the store) ------
+
+    def upcoming_timers(self, start: datetime, until: datetime, limit: int,
+                        now: datetime) -> tuple[list[DueTimer], datetime]:
+        """Timers due in [start, until] that have no prepared commit and that no other
+        caller is preparing, earliest first, at most ``limit``; each is marked as being
+        prepared for ``PREPARE_LEASE``. Also returns the due time the scan reached, where
+        the caller's next scan may start."""
+        ...
+
+    def prepare_timers(self, prepared: Sequence[PreparedTimer]) -> int:
+        """Keep each commit beside its timer, only while the rental still holds the timer
+        and is still at ``commit.expected_version``; return how many were kept. Any later
+        commit of the rental drops its prepared commits (they are decided on the record it
+        replaces), and none outlives ``PREPARED_TTL``."""
+        ...
+
+    def fire_due(self, now: datetime, limit: int, tolerance: timedelta,
+                 owner: str | None = None) -> TimerRound:
+        """Claim up to ``limit`` due timers as ``claim_due`` does, in one atomic step
+        committing those with a prepared commit whose due time is at most ``tolerance``
+        before ``now`` (each as ``commit`` would), only ``owner``'s unless it is None.
+        The others are leased to the caller."""
         ...
 
 

@@ -18,18 +18,25 @@ from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import (
     CorruptRecord,
     CustomerBusy,
+    InvalidInput,
     RentalExists,
+    RentalFSMError,
     RentalNotFound,
     VehicleBusy,
     VersionConflict,
 )
-from ..model import Rental, RentalState
+from ..model import Rental, RentalState, Timer
+from ..timers.base import DueTimer, from_ms, is_current, parse_member, to_ms
 from ..timers.memory import InMemoryTimerQueue
 from .base import (
+    PREPARE_LEASE,
     Commit,
     CommitOutcome,
+    FiredTimer,
     LogAppend,
     OutboxEntry,
+    PreparedTimer,
+    TimerRound,
     VehicleRead,
     VehicleView,
     WriteResult,
@@ -73,6 +80,8 @@ class InMemoryRentalStore:
         self._caps: dict[str, str] = {}
         self._claims: dict[str, dict[str, str]] = {}
         self._aborted: dict[str, tuple[str, datetime]] = {}
+        #: rental id -> timer -> its PreparedTimer, or the end of a preparation lease.
+        self._prepared: dict[str, dict[Timer, PreparedTimer | datetime]] = {}
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -100,6 +109,8 @@ class InMemoryRentalStore:
             if stored.version != commit.expected_version:
                 raise VersionConflict(rid, commit.expected_version)
             self._write(rental, commit.event_id, commit.effects, commit.log_entries)
+            if commit.abort_watch is not None:
+                self.remember_abort(rental.vehicle_id, rid, commit.abort_watch)
             return CommitOutcome.APPLIED
 
     def get_many(self, rental_ids: Sequence[str]) -> list[Rental | None]:
@@ -141,6 +152,7 @@ class InMemoryRentalStore:
             if self._customer_active.get(rental.customer_id) == rid:
                 del self._customer_active[rental.customer_id]
         self._records[rid] = json.dumps(rental.to_dict(), separators=(",", ":"))
+        self._prepared.pop(rid, None)  # decided on the record this replaces
         if event_id is not None:
             self._applied.setdefault(rid, set()).add(event_id)
         self.timers.sync_rental(rid, rental.timers)
@@ -163,7 +175,8 @@ class InMemoryRentalStore:
     def _expire(self, rental_id: str) -> None:
         deadline = self._expires.get(rental_id)
         if deadline is not None and self._clock.now() >= deadline:
-            for table in (self._records, self._logs, self._applied, self._outbox, self._expires):
+            for table in (self._records, self._logs, self._applied, self._outbox, self._expires,
+                          self._prepared):
                 table.pop(rental_id, None)  # type: ignore[attr-defined]
 
     def was_applied(self, rental_id: str, event_id: str) -> bool:
@@ -176,6 +189,63 @@ class InMemoryRentalStore:
             self._load(rental_id)
             deadline = self._expires.get(rental_id)
             return None if deadline is None else deadline - self._clock.now()
+
+    # -- prepared timers -----------------------------------------------------------------
+
+    def upcoming_timers(self, start: datetime, until: datetime, limit: int,
+                        now: datetime) -> tuple[list[DueTimer], datetime]:
+        out: list[DueTimer] = []
+        with self._lock:
+            found = self.timers.queued_between(to_ms(start), to_ms(until))
+            if len(found) <= limit:
+                reached = until  # the whole window is scanned
+            else:
+                found = found[:limit]
+                reached = max(start, from_ms(found[-1][0]))
+            for due_ms, text in found:
+                due = parse_member(text, due_ms)
+                held = self._prepared.get(due.rental_id, {}).get(due.timer)
+                if isinstance(held, PreparedTimer) or (held is not None and held > now):
+                    continue
+                self._prepared.setdefault(due.rental_id, {})[due.timer] = now + PREPARE_LEASE
+                out.append(due)
+        return out, reached
+
+    def prepare_timers(self, prepared: Sequence[PreparedTimer]) -> int:
+        kept = 0
+        with self._lock:
+            for item in prepared:
+                due, commit = item.due, item.commit
+                if commit.rental.rental_id != due.rental_id:
+                    raise InvalidInput("prepared.commit", "is not the timer's rental")
+                try:
+                    stored = self._load(due.rental_id)
+                except RentalNotFound:
+                    continue
+                if stored.version != commit.expected_version or not is_current(stored, due):
+                    continue
+                self._prepared.setdefault(due.rental_id, {})[due.timer] = item
+                kept += 1
+        return kept
+
+    def fire_due(self, now: datetime, limit: int, tolerance: timedelta,
+                 owner: str | None = None) -> TimerRound:
+        fired: list[FiredTimer] = []
+        claimed: list[DueTimer] = []
+        with self._lock:
+            for due in self.timers.claim_due(now, limit):
+                item = self._prepared.get(due.rental_id, {}).get(due.timer)
+                if isinstance(item, PreparedTimer) and item.due.token == due.token \
+                        and owner in (None, item.owner) \
+                        and timedelta(0) <= now - item.due.due_at <= tolerance:
+                    try:
+                        if self.commit(item.commit) is CommitOutcome.APPLIED:
+                            fired.append(FiredTimer(item.due, dict(item.summary)))
+                            continue
+                    except RentalFSMError:
+                        pass  # the ordinary path decides it again and reports
+                claimed.append(due)
+        return TimerRound(fired, claimed)
 
     # -- the rental log ------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import (
     CorruptRecord,
     CustomerBusy,
+    InvalidInput,
     RentalExists,
     RentalFSMError,
     RentalNotFound,
@@ -41,13 +42,19 @@ from ..errors import (
     VersionConflict,
 )
 from ..model import Rental, RentalState
+from ..timers.base import DueTimer, from_ms, member, parse_member, to_ms
 from ..timers.redis import SYNC_TIMERS_LUA, RedisTimerQueue, redis_errors, timer_args
 from .base import (
+    PREPARE_LEASE,
+    PREPARED_TTL,
     Commit,
     CommitOutcome,
+    FiredTimer,
     Keys,
     LogAppend,
     OutboxEntry,
+    PreparedTimer,
+    TimerRound,
     VehicleRead,
     VehicleView,
     WriteResult,
@@ -62,15 +69,15 @@ from .base import (
     write_jsonl,
 )
 
-#: Lua fragment: append the log-entry tails ARGV[i .. i + n - 1] to ``log`` as lines
+#: Lua fragment: append the log-entry tails A[i .. i + n - 1] to ``log`` as lines
 #: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental``; returns the first seq.
 APPEND_ENTRIES_LUA = """
-local function append_entries(rental, log, i, n)
+local function append_entries(A, rental, log, i, n)
   local seq = redis.call('LLEN', log)
   local first = seq + 1
   for j = i, i + n - 1 do
     seq = seq + 1
-    redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. ARGV[j])
+    redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. A[j])
   end
   local ttl = redis.call('PTTL', rental)
   if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
@@ -92,56 +99,66 @@ local function merge_state(state, stamps, i, n)
 end
 """
 
-#: KEYS: Keys.commit_keys(rental). ARGV: mode ('create'|'commit'), expected version,
-#: record JSON, event id ('' = none), rental id, active ('1'|'0'), ttl ms ('0' = none),
-#: n timers, n effects, n log entries, then the timer triples, the (effect id, JSON)
-#: pairs and the log-entry tails.
-_COMMIT_LUA = SYNC_TIMERS_LUA + APPEND_ENTRIES_LUA + """
-local rid = ARGV[5]
-if ARGV[4] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then
-  return {'duplicate'}
-end
-local old = redis.call('GET', KEYS[1])
-if ARGV[1] == 'create' then
-  if old then return {'exists'} end
-else
-  if not old then return {'not_found'} end
-  local ok, rec = pcall(cjson.decode, old)
-  if not ok or type(rec) ~= 'table' or type(rec['version']) ~= 'number' then
-    return {'corrupt'}
+#: Lua fragment: ``commit_rental(K, A)``, one commit. K: Keys.commit_keys(rental). A:
+#: mode ('create'|'commit'), expected version, record JSON, event id ('' = none), rental
+#: id, active ('1'|'0'), ttl ms ('0' = none), n timers, n effects, n log entries, abort
+#: watch ms ('0' = none), then the timer triples, the (effect id, JSON) pairs and the
+#: log-entry tails. The commit script calls it with KEYS and ARGV; the timer script with
+#: a prepared commit's keys and arguments (``PREPARED_TIMERS_LUA``). Every commit drops
+#: the rental's prepared timer commits: they were decided on the record it replaces.
+COMMIT_RENTAL_LUA = SYNC_TIMERS_LUA + APPEND_ENTRIES_LUA + """
+local function commit_rental(K, A)
+  local rid = A[5]
+  if A[4] ~= '' and redis.call('SISMEMBER', K[3], A[4]) == 1 then
+    return {'duplicate'}
   end
-  if rec['version'] ~= tonumber(ARGV[2]) then return {'conflict'} end
-end
-if ARGV[6] == '1' then
-  local holder = redis.call('GET', KEYS[8])
-  if holder and holder ~= rid then return {'vehicle_busy', holder} end
-  holder = redis.call('GET', KEYS[9])
-  if holder and holder ~= rid then return {'customer_busy', holder} end
-  redis.call('SET', KEYS[8], rid)
-  redis.call('SET', KEYS[9], rid)
-else
-  if redis.call('GET', KEYS[8]) == rid then redis.call('DEL', KEYS[8]) end
-  if redis.call('GET', KEYS[9]) == rid then redis.call('DEL', KEYS[9]) end
-end
-redis.call('SET', KEYS[1], ARGV[3])
-if ARGV[4] ~= '' then redis.call('SADD', KEYS[3], ARGV[4]) end
-local n_timers, n_effects, n_log = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-sync_timers(KEYS[6], KEYS[7], 11, n_timers)
-local i = 11 + 3 * n_timers
-for _ = 1, n_effects do
-  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-if n_effects > 0 then redis.call('SADD', KEYS[5], rid) end
-append_entries(KEYS[1], KEYS[2], i, n_log)
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]}) do
-    redis.call('PEXPIRE', k, ttl)
+  local old = redis.call('GET', K[1])
+  if A[1] == 'create' then
+    if old then return {'exists'} end
+  else
+    if not old then return {'not_found'} end
+    local ok, rec = pcall(cjson.decode, old)
+    if not ok or type(rec) ~= 'table' or type(rec['version']) ~= 'number' then
+      return {'corrupt'}
+    end
+    if rec['version'] ~= tonumber(A[2]) then return {'conflict'} end
   end
+  if A[6] == '1' then
+    local holder = redis.call('GET', K[8])
+    if holder and holder ~= rid then return {'vehicle_busy', holder} end
+    holder = redis.call('GET', K[9])
+    if holder and holder ~= rid then return {'customer_busy', holder} end
+    redis.call('SET', K[8], rid)
+    redis.call('SET', K[9], rid)
+  else
+    if redis.call('GET', K[8]) == rid then redis.call('DEL', K[8]) end
+    if redis.call('GET', K[9]) == rid then redis.call('DEL', K[9]) end
+  end
+  redis.call('SET', K[1], A[3])
+  redis.call('DEL', K[10])
+  if A[4] ~= '' then redis.call('SADD', K[3], A[4]) end
+  local n_timers, n_effects, n_log = tonumber(A[8]), tonumber(A[9]), tonumber(A[10])
+  if tonumber(A[11]) > 0 then redis.call('SET', K[11], rid, 'PX', A[11]) end
+  sync_timers(A, K[6], K[7], 12, n_timers)
+  local i = 12 + 3 * n_timers
+  for _ = 1, n_effects do
+    redis.call('HSET', K[4], A[i], A[i + 1])
+    i = i + 2
+  end
+  if n_effects > 0 then redis.call('SADD', K[5], rid) end
+  append_entries(A, K[1], K[2], i, n_log)
+  local ttl = tonumber(A[7])
+  if ttl > 0 then
+    for _, k in ipairs({K[1], K[2], K[3], K[4], K[7]}) do
+      redis.call('PEXPIRE', k, ttl)
+    end
+  end
+  return {'ok'}
 end
-return {'ok'}
 """
+
+#: One commit: KEYS and ARGV as ``commit_rental`` takes them.
+_COMMIT_LUA = COMMIT_RENTAL_LUA + "\nreturn commit_rental(KEYS, ARGV)\n"
 
 #: KEYS: rental, log. ARGV: expected version ('' = any), then the log-entry tails.
 _APPEND_LOG_LUA = APPEND_ENTRIES_LUA + """
@@ -152,7 +169,7 @@ if ARGV[1] ~= '' then
   if not ok or type(rec) ~= 'table' then return {'corrupt'} end
   if rec['version'] ~= tonumber(ARGV[1]) then return {'conflict'} end
 end
-return {'ok', append_entries(KEYS[1], KEYS[2], 2, #ARGV - 1)}
+return {'ok', append_entries(ARGV, KEYS[1], KEYS[2], 2, #ARGV - 1)}
 """
 
 #: Several appends in one call. KEYS: (rental, log) per append. ARGV: per append the
@@ -166,7 +183,7 @@ for a = 1, #KEYS / 2 do
   if redis.call('EXISTS', rental) == 0 then
     out[a] = {'not_found'}
   else
-    out[a] = {'ok', append_entries(rental, log, i + 1, n)}
+    out[a] = {'ok', append_entries(ARGV, rental, log, i + 1, n)}
   end
   i = i + 1 + n
 end
@@ -236,6 +253,113 @@ end
 return out
 """
 
+#: Prepared timers (``upcoming_timers``, ``prepare_timers``, ``fire_due``). A prepared
+#: commit is kept in ``{ns}:prepared:<rental_id>`` under its timer's name as the JSON
+#: array [member, due ms, owner, summary JSON, n keys, keys..., arguments...] of strings: the
+#: commit script's KEYS and ARGV, decided ahead. A timer being decided is marked there as
+#: ``lease:<until ms>``. Keys are built from prefixes, as in the claim script: they share
+#: the namespace's hash tag.
+
+#: KEYS: zset. ARGV: start ms, until ms, limit, rental-timers prefix, prepared prefix, now
+#: ms, lease ms, ttl ms. Returns {member, score, ...}, the last score scanned and how
+#: many members were scanned.
+_UPCOMING_LUA = """
+local now = tonumber(ARGV[6])
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES',
+                         'LIMIT', 0, tonumber(ARGV[3]))
+local out, last = {}, false
+for i = 1, #found, 2 do
+  local m = found[i]
+  last = found[i + 1]
+  local ok, parts = pcall(cjson.decode, m)
+  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
+      and type(parts[2]) == 'string'
+      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
+    local key = ARGV[5] .. parts[1]
+    local cur = redis.call('HGET', key, parts[2])
+    local free = not cur or (string.sub(cur, 1, 6) == 'lease:'
+                             and tonumber(string.sub(cur, 7)) <= now)
+    if free then
+      redis.call('HSET', key, parts[2], 'lease:' .. (now + tonumber(ARGV[7])))
+      redis.call('PEXPIRE', key, ARGV[8])
+      out[#out + 1] = m
+      out[#out + 1] = found[i + 1]
+    end
+  end
+end
+return {out, last, #found / 2}
+"""
+
+#: ARGV: rental prefix, rental-timers prefix, prepared prefix, ttl ms, then per prepared
+#: timer: rental id, timer name, member, expected version, payload. Returns how many
+#: were kept (the rental still holds the timer and is at the expected version).
+_PREPARE_LUA = """
+local kept = 0
+for i = 5, #ARGV, 5 do
+  local rid, name, m = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local raw = redis.call('GET', ARGV[1] .. rid)
+  if raw and redis.call('HGET', ARGV[2] .. rid, name) == m then
+    local ok, rec = pcall(cjson.decode, raw)
+    if ok and type(rec) == 'table' and rec['version'] == tonumber(ARGV[i + 3]) then
+      redis.call('HSET', ARGV[3] .. rid, name, ARGV[i + 4])
+      redis.call('PEXPIRE', ARGV[3] .. rid, ARGV[4])
+      kept = kept + 1
+    end
+  end
+end
+return kept
+"""
+
+#: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers prefix, prepared prefix,
+#: tolerance ms, owner ('' = any). ``claim_due``'s script, except that a claimed timer
+#: with a prepared commit (the owner's) due at most the tolerance ago is committed here
+#: (``commit_rental``). Returns
+#: {fired: member, due ms, summary, ...} and {claimed: member, score, ...}.
+_FIRE_DUE_LUA = COMMIT_RENTAL_LUA + """
+local now, lease, tolerance = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[6])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local fired, claimed = {}, {}
+for i = 1, #due, 2 do
+  local m = due[i]
+  local ok, parts = pcall(cjson.decode, m)
+  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
+      and type(parts[2]) == 'string'
+      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
+    local done = false
+    local raw = redis.call('HGET', ARGV[5] .. parts[1], parts[2])
+    if raw and string.sub(raw, 1, 1) == '[' then
+      local okp, p = pcall(cjson.decode, raw)
+      if okp and type(p) == 'table' and p[1] == m and (ARGV[7] == '' or p[3] == ARGV[7]) then
+        local at = tonumber(p[2])
+        if at and at <= now and now - at <= tolerance then
+          local n = tonumber(p[5])
+          local K, A = {}, {}
+          for j = 1, n do K[j] = p[5 + j] end
+          for j = 6 + n, #p do A[#A + 1] = p[j] end
+          if commit_rental(K, A)[1] == 'ok' then
+            fired[#fired + 1] = m
+            fired[#fired + 1] = p[2]
+            fired[#fired + 1] = p[4]
+            done = true
+          end
+        end
+      end
+    end
+    if not done then
+      redis.call('ZADD', KEYS[1], now + lease, m)
+      claimed[#claimed + 1] = m
+      claimed[#claimed + 1] = due[i + 1]
+    end
+  else
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+return {fired, claimed}
+"""
+
+_MS = timedelta(milliseconds=1)
+
 #: How many decoded rental records the event path keeps (a few MB at most).
 DECODED_RENTALS = 2_000
 
@@ -286,6 +410,9 @@ class RedisRentalStore:
         self._read_vehicles = client.register_script(_READ_VEHICLES_LUA)
         self._decoded: dict[bytes, Rental] = {}
         self._prune = client.register_script(_PRUNE_LUA)
+        self._upcoming = client.register_script(_UPCOMING_LUA)
+        self._prepare = client.register_script(_PREPARE_LUA)
+        self._fire_due = client.register_script(_FIRE_DUE_LUA)
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -355,6 +482,7 @@ class RedisRentalStore:
             len(rental.timers),
             len(entries),
             len(commit.log_entries),
+            0 if commit.abort_watch is None else max(1, commit.abort_watch // _MS),
             *timer_args(rid, rental.timers),
         ]
         for entry in entries:
@@ -431,6 +559,58 @@ class RedisRentalStore:
                 script.sha = self._client.script_load(script.script)
             pending = missing
         return replies
+
+    # -- prepared timers -----------------------------------------------------------------
+
+    def upcoming_timers(self, start: datetime, until: datetime, limit: int,
+                        now: datetime) -> tuple[list[DueTimer], datetime]:
+        keys = self.keys
+        with redis_errors("list upcoming timers"):
+            found, last, scanned = cast(list[Any], self._upcoming(
+                [keys.timers],
+                [to_ms(start), to_ms(until), limit, keys.rental_timers(""), keys.prepared(""),
+                 to_ms(now), PREPARE_LEASE // _MS, PREPARED_TTL // _MS]))
+        if int(scanned) < limit or last is None:  # the whole window was scanned
+            return _due_timers(found), until
+        return _due_timers(found), max(start, from_ms(int(float(last))))
+
+    def prepare_timers(self, prepared: Sequence[PreparedTimer]) -> int:
+        if not prepared:
+            return 0
+        keys = self.keys
+        args: list[str | int] = [keys.rental(""), keys.rental_timers(""), keys.prepared(""),
+                                 PREPARED_TTL // _MS]
+        for item in prepared:
+            due, commit = item.due, item.commit
+            rid = commit.rental.rental_id
+            if rid != due.rental_id:
+                raise InvalidInput("prepared.commit", "is not the timer's rental")
+            text = member(rid, due.timer, due.token)
+            payload = [text, str(to_ms(due.due_at)), item.owner, _dumps(dict(item.summary))]
+            commit_keys = keys.commit_keys(commit.rental)
+            payload += [str(len(commit_keys)), *commit_keys]
+            payload += [str(a) for a in self._commit_args("commit", commit)]
+            args += [rid, due.timer.value, text, commit.expected_version, _dumps(payload)]
+        with redis_errors("prepare timers"):
+            return int(cast(int, self._prepare([], args)))
+
+    def fire_due(self, now: datetime, limit: int, tolerance: timedelta,
+                 owner: str | None = None) -> TimerRound:
+        keys = self.keys
+        with redis_errors("fire due timers"):
+            fired, claimed = cast(list[Any], self._fire_due(
+                [keys.timers],
+                [to_ms(now), limit, self.timers.lease // _MS, keys.rental_timers(""),
+                 keys.prepared(""), tolerance // _MS, owner or ""]))
+        done = []
+        for i in range(0, len(fired), 3):
+            [due] = _due_timers(fired[i:i + 2])
+            try:
+                summary = dict(json.loads(fired[i + 2]))
+            except (ValueError, TypeError):  # only the log line needs it
+                summary = {}
+            done.append(FiredTimer(due, summary))
+        return TimerRound(done, _due_timers(claimed))
 
     def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
         keys = self.keys
@@ -606,6 +786,12 @@ class RedisRentalStore:
             return dict(json.loads(raw))
         except ValueError as exc:
             raise CorruptRecord(self.keys.capabilities(vehicle_id), repr(exc)) from exc
+
+
+def _due_timers(flat: Sequence[Any]) -> list[DueTimer]:
+    """(member, score) pairs of a timer script's reply."""
+    return [parse_member(_text(flat[i]), int(float(flat[i + 1])))
+            for i in range(0, len(flat), 2)]
 
 
 def _decode_whole_state(key: str, whole: bytes) -> dict[str, dict[str, Any]]:

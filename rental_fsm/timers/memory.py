@@ -8,6 +8,7 @@ or re-scheduled); ``claim_due`` skips any entry ``_queued`` no longer agrees wit
 from __future__ import annotations
 
 import heapq
+import json
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ class InMemoryTimerQueue:
     """Heap-based timer queue; one lock makes every method atomic."""
 
     def __init__(self, *, lease: timedelta = CLAIM_LEASE) -> None:
+        #: How long a claim holds a timer (``CLAIM_LEASE``).
+        self.lease = lease
         self._lease_ms = lease // timedelta(milliseconds=1)
         self._lock = threading.RLock()
         self._heap: list[tuple[int, str]] = []
@@ -76,6 +79,20 @@ class InMemoryTimerQueue:
                 self._queued[text] = cutoff + self._lease_ms
                 heapq.heappush(self._heap, (cutoff + self._lease_ms, text))
         return claimed
+
+    def queued_between(self, start_ms: int, until_ms: int) -> list[tuple[int, str]]:
+        """(score, member) of the armed timers scored in [start_ms, until_ms], earliest
+        first (``InMemoryRentalStore.upcoming_timers``)."""
+        with self._lock:
+            found = [(due, text) for text, due in self._queued.items()
+                     if start_ms <= due <= until_ms and self.holds(text)]
+        return sorted(found)
+
+    def holds(self, text: str) -> bool:
+        """True when the member's rental still holds it (armed, not superseded)."""
+        rental_id, name, _ = json.loads(text)
+        with self._lock:
+            return self._armed.get(rental_id, {}).get(Timer(name)) == text
 
     def pending(self) -> int:
         with self._lock:

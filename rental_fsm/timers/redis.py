@@ -46,13 +46,13 @@ def redis_errors(what: str) -> Iterator[None]:
 
 
 #: Lua fragment: make the rental's timers exactly the (name, member, score) triples in
-#: ARGV[first .. first + 3*n - 1]. Expects KEYS[zset_i] (zset) and KEYS[map_i] (hash).
+#: A[first .. first + 3*n - 1] (A is the script's ARGV, or a prepared commit's).
 SYNC_TIMERS_LUA = """
-local function sync_timers(zset, map, first, n)
+local function sync_timers(A, zset, map, first, n)
   local wanted = {}
   local i = first
   for _ = 1, n do
-    local name, m, score = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local name, m, score = A[i], A[i + 1], A[i + 2]
     i = i + 3
     wanted[name] = true
     local cur = redis.call('HGET', map, name)
@@ -89,7 +89,10 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 """
 
-_SYNC_LUA = SYNC_TIMERS_LUA + "\nsync_timers(KEYS[1], KEYS[2], 2, tonumber(ARGV[1]))\nreturn 1\n"
+_SYNC_LUA = SYNC_TIMERS_LUA + """
+sync_timers(ARGV, KEYS[1], KEYS[2], 2, tonumber(ARGV[1]))
+return 1
+"""
 
 #: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers key prefix. A due member
 #: still armed on its rental is leased (re-scored to now + lease) and returned; one its
@@ -132,6 +135,8 @@ class RedisTimerQueue:
                  lease: timedelta = CLAIM_LEASE) -> None:
         self._client = client
         self.keys = keys or Keys()
+        #: How long a claim holds a timer (``CLAIM_LEASE``).
+        self.lease = lease
         self._lease_ms = lease // timedelta(milliseconds=1)
         self._schedule = client.register_script(_SCHEDULE_LUA)
         self._cancel = client.register_script(_CANCEL_LUA)

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import structlog
 
 from ..clock import Clock, SystemClock
-from ..config import Settings
+from ..config import DEFAULT_TIMER_HORIZON, Settings
 from ..effects import EffectRunner, VehicleCommands
 from ..engine import Engine
 from ..errors import ConfigurationError, RentalFSMError
@@ -56,6 +57,8 @@ class Parts:
     queues: tuple[str, ...]
     prefetch: int = 100
     declare: bool = False
+    #: How far ahead the timer loop decides timers (``TimerRunner``; zero: never).
+    timer_horizon: timedelta = DEFAULT_TIMER_HORIZON
 
 
 class Worker:
@@ -68,17 +71,17 @@ class Worker:
             parts.connection, parts.queues, parts.handler, prefetch=parts.prefetch,
             declare=parts.declare)
         self.timer_runner = TimerRunner(parts.store, parts.timers, parts.engine,
-                                        clock=self.clock)
+                                        clock=self.clock, horizon=parts.timer_horizon)
         self._stop = threading.Event()
 
     # -- background: timers and the outbox ------------------------------------------------
 
     def turn(self) -> int:
         """One background turn: fire due timers, run pending effects. Returns work done."""
-        fired = self.timer_runner.tick()
+        timers = self.timer_runner.step()
         ran = self.parts.effects.sweep()
         self._heartbeat()
-        return len(fired) + len(ran)
+        return timers + len(ran)
 
     def _loop(self, step: Callable[[], int]) -> None:
         """Run ``step`` until stopped; timers and commands each get their own loop, so a
@@ -125,7 +128,7 @@ class Worker:
     def run(self) -> int:
         """Consume and run timers/effects until stopped; returns the exit code (0)."""
         loops = [
-            threading.Thread(target=self._loop, args=(lambda: len(self.timer_runner.tick()),),
+            threading.Thread(target=self._loop, args=(self.timer_runner.step,),
                              name="rental-fsm-timers", daemon=True),
             threading.Thread(target=self._loop, args=(self.parts.effects.dispatch,),
                              name="rental-fsm-effects", daemon=True),
@@ -204,5 +207,5 @@ def build_parts(
         effects=EffectRunner(store, engine, api, clock=clock, owner=owner),
         connection=Connection(settings.amqp_url, heartbeat=30),  # type: ignore[no-untyped-call]
         queues=settings.event_queues, prefetch=settings.prefetch,
-        declare=settings.declare_queues,
+        declare=settings.declare_queues, timer_horizon=settings.timer_horizon,
     )

@@ -6,29 +6,61 @@ was claimed but not applied because the worker died is not lost either: a claim 
 lease (``CLAIM_LEASE``), and a timer its rental still holds is due again when the lease
 ends; the store's commit refuses its event id twice, so it never fires twice. Lateness
 (commit time minus due time) is logged and counted.
+
+**Prepared timers.** A timer's row has no guard, so what it will do is known as soon as it
+is armed: the transition the engine decides at its due time on the rental as it is now.
+Each tick the runner decides the timers falling due within ``horizon`` ahead of time
+(``Engine.plan`` at the due time, the very commit the ordinary path would write then) and
+keeps the commit in the store beside the timer (``prepare_timers``). When the timer falls
+due, the store commits it in the same atomic step that claims it (``fire_due``): a
+thousand timers cost one round trip and no Python per timer, so a burst of timers falling
+due together is not late. Nothing about it is trusted blindly:
+
+* any commit of the rental drops its prepared commits (they were decided on the record it
+  replaces), so an event, a request or another timer that moves the rental first wins, and
+  the timer then goes the ordinary way;
+* a prepared commit fires only within ``tolerance`` of its due time; it records the
+  transition at its due time (rental-log ``at``), so the log is what replay decides. A
+  timer later than that (after an outage, say) is fired the ordinary way, at the real time;
+* listeners hear a prepared timer's transition as any other: the runner keeps what it
+  decided, and an engine with listeners has the store fire only the commits it prepared
+  itself (the others, say of a worker that died, go the ordinary way).
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from ..clock import Clock
+from ..config import DEFAULT_TIMER_HORIZON
 from ..engine import Engine, Planned
 from ..errors import RentalNotFound, TransitionError, VersionConflict
 from ..model import format_time
-from ..store.base import CommitOutcome, RentalStore
-from ..timers.base import DueTimer, TimerQueue, is_current
+from ..store.base import PREPARED_TTL, CommitOutcome, FiredTimer, PreparedTimer, RentalStore
+from ..timers.base import DueTimer, TimerQueue, is_current, member, to_ms
 
 log = structlog.get_logger(__name__)
+
+#: How far ahead timers are decided (capped at half the shortest timer duration, so a
+#: timer armed now always falls due after the window already scanned).
+DEFAULT_HORIZON = DEFAULT_TIMER_HORIZON
+#: How late a prepared commit may still fire (recorded at its due time).
+DEFAULT_TOLERANCE = timedelta(seconds=1)
 
 
 @dataclass
 class TimerStats:
     fired: int = 0
+    #: Of ``fired``, those the store committed from a prepared commit.
+    fired_prepared: int = 0
+    #: Timers decided ahead and kept in the store.
+    prepared: int = 0
     stale: int = 0
     rejected: int = 0
     max_lateness: timedelta = timedelta(0)
@@ -38,24 +70,120 @@ class TimerStats:
 
 class TimerRunner:
     def __init__(self, store: RentalStore, queue: TimerQueue, engine: Engine, *,
-                 clock: Clock, batch: int = 200) -> None:
+                 clock: Clock, batch: int = 200, horizon: timedelta = DEFAULT_HORIZON,
+                 tolerance: timedelta = DEFAULT_TOLERANCE, owner: str | None = None) -> None:
+        """``horizon`` zero turns prepared timers off (so does a queue that is not the
+        store's own)."""
+        if horizon < timedelta(0) or tolerance < timedelta(0):
+            raise ValueError("horizon and tolerance must not be negative")
+        if horizon > PREPARED_TTL / 2:
+            raise ValueError(f"horizon must be at most {PREPARED_TTL / 2}")
         self.store = store
         self.queue = queue
         self.engine = engine
         self.clock = clock
         self.batch = batch
+        shortest = min(engine.durations.values(), default=timedelta(0))
+        self.horizon = min(horizon, shortest / 2)
+        self.tolerance = min(tolerance, shortest / 10)
         self.stats = TimerStats()
+        self.owner = owner or uuid.uuid4().hex
+        self._scanned_to: datetime | None = None
+        #: What this runner prepared, by queue member, until it fires or cannot any more.
+        self._planned: dict[str, tuple[DueTimer, Planned]] = {}
+        #: Work done by the last ``tick`` (timers fired and prepared), for the loop.
+        self.last_work = 0
+        self._lock = threading.Lock()
+
+    @property
+    def prepares(self) -> bool:
+        """Whether timers are decided ahead and fired inside the store."""
+        return (self.horizon > timedelta(0)
+                and self.queue is getattr(self.store, "timers", None))
 
     def tick(self) -> list[DueTimer]:
-        """Claim and fire every timer due now (up to ``batch``); return those fired.
+        """Fire every timer due now (up to ``batch``), then decide the timers falling due
+        within the horizon; return those fired.
 
-        The batch is loaded in one read and committed in one write; a timer whose rental
-        moved in between, or a second timer of the same rental, goes through ``_fire``
-        alone afterwards.
+        Prepared timers are committed by the store as it claims them. The others are
+        loaded in one read and committed in one write; a timer whose rental moved in
+        between, or a second timer of the same rental, goes through ``_fire`` alone
+        afterwards.
         """
-        claimed = self.queue.claim_due(self.clock.now(), self.batch)
-        if not claimed:
-            return []
+        with self._lock:  # an orchestrator's loop and run_pending may tick at once
+            return self._tick()
+
+    def _tick(self) -> list[DueTimer]:
+        now = self.clock.now()
+        fired: list[DueTimer] = []
+        if self.prepares:
+            only_mine = self.owner if self.engine.listeners else None
+            round_ = self.store.fire_due(now, self.batch, self.tolerance, only_mine)
+            for done in round_.fired:
+                self._fired_prepared(done)
+                fired.append(done.due)
+            claimed = round_.claimed
+            self._forget_planned(now)
+        else:
+            claimed = self.queue.claim_due(now, self.batch)
+        if claimed:
+            fired += self._fire_claimed(claimed)
+        prepared = self.prepare(now) if self.prepares else 0
+        self.last_work = len(fired) + prepared
+        return fired
+
+    def step(self) -> int:
+        """``tick`` for a loop: how many timers it fired and prepared (0: idle)."""
+        with self._lock:
+            self._tick()
+            return self.last_work
+
+    def prepare(self, now: datetime) -> int:
+        """Decide the timers due within the horizon that are not decided yet (up to
+        ``batch``) and keep their commits in the store; return how many were kept."""
+        until = now + self.horizon
+        start = now if self._scanned_to is None else max(self._scanned_to, now)
+        if start > until:
+            return 0
+        upcoming, self._scanned_to = self.store.upcoming_timers(start, until, self.batch, now)
+        if not upcoming:
+            return 0
+        rentals = self.store.get_many([due.rental_id for due in upcoming])
+        prepared = []
+        for due, rental in zip(upcoming, rentals, strict=True):
+            if rental is None or not is_current(rental, due):
+                continue
+            due_at = rental.timers[due.timer].due_at
+            if to_ms(due_at) != to_ms(due.due_at):
+                continue  # its score is a claim's lease: a claimer is firing it
+            due = DueTimer(due_at, due.rental_id, due.timer, due.token)
+            try:
+                planned = self.engine.plan(rental, due.timer.value, event_id=due.event_id,
+                                           inputs=[self._entry(due, due_at)], now=due_at)
+            except TransitionError:
+                continue  # the ordinary path decides it again when due, and reports
+            decision = planned.decision
+            prepared.append(PreparedTimer(due, planned.commit, {
+                "trigger": decision.trigger, "source": decision.source.value,
+                "dest": decision.dest.value, "version": planned.commit.rental.version,
+                "vehicle_id": rental.vehicle_id,
+                "effects": [e.value for e in planned.commit.effects],
+            }, self.owner))
+            self._planned[member(due.rental_id, due.timer, due.token)] = (due, planned)
+        kept = self.store.prepare_timers(prepared)
+        self.stats.prepared += kept
+        return kept
+
+    def _forget_planned(self, now: datetime) -> None:
+        """Drop what can no longer fire from its prepared commit (past the tolerance)."""
+        if not self._planned:
+            return
+        gone = [m for m, (due, _) in self._planned.items()
+                if now - due.due_at > self.tolerance]
+        for text in gone:
+            del self._planned[text]
+
+    def _fire_claimed(self, claimed: list[DueTimer]) -> list[DueTimer]:
         first: dict[str, DueTimer] = {}
         later: list[DueTimer] = []
         for due in claimed:
@@ -92,9 +220,28 @@ class TimerRunner:
                 fired.append(due)
         return fired
 
-    def _entry(self, due: DueTimer) -> dict[str, str]:
-        return {"kind": "timer", "at": format_time(self.clock.now()),
+    def _entry(self, due: DueTimer, at: datetime | None = None) -> dict[str, str]:
+        return {"kind": "timer", "at": format_time(self.clock.now() if at is None else at),
                 "timer": due.timer.value, "due": format_time(due.due_at)}
+
+    def _fired_prepared(self, done: FiredTimer) -> None:
+        """What follows a timer the store fired from its prepared commit: what follows
+        any committed transition (``Engine.committed``) when this runner decided it, else
+        (another worker did) the same log line from the commit's summary; and count it."""
+        mine = self._planned.pop(member(done.due.rental_id, done.due.timer, done.due.token),
+                                 None)
+        self.stats.fired_prepared += 1
+        if mine is not None:
+            self.engine.committed(mine[1])
+            self._fired(done.due)
+            return
+        summary = done.summary
+        log.info("rental.transitioned", rental_id=done.due.rental_id,
+                 vehicle_id=summary.get("vehicle_id"), trigger=summary.get("trigger"),
+                 source=summary.get("source"), dest=summary.get("dest"),
+                 version=summary.get("version"), effects=summary.get("effects"),
+                 event_id=done.due.event_id)
+        self._fired(done.due)
 
     def _stale(self, due: DueTimer) -> None:
         self.stats.stale += 1

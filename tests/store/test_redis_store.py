@@ -29,7 +29,7 @@ def test_every_key_of_one_commit_shares_one_cluster_slot() -> None:
     keys = Keys("prod-eu")
     rental = new_rental()
     commit_keys = keys.commit_keys(rental)
-    assert len(set(commit_keys)) == 9
+    assert len(set(commit_keys)) == 11
     assert {_tag(k) for k in commit_keys} == {"prod-eu"}
     assert len({key_slot(k.encode()) for k in commit_keys}) == 1
     others = [keys.vehicle_state("V"), keys.vehicle_state_ts("V"), keys.capabilities("V"),

@@ -1,0 +1,238 @@
+"""Prepared timers: decided ahead, fired inside the store, never different from the
+ordinary path and never over a rental that moved since (worker/timer_runner.py).
+
+Every test runs on the in-memory and on the Redis store, against the ordinary path on a
+second (in-memory) store as the reference where it compares outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from rental_fsm.clock import ManualClock
+from rental_fsm.engine import Engine
+from rental_fsm.model import Rental, RentalState, Timer, format_time
+from rental_fsm.store import InMemoryRentalStore, Keys
+from rental_fsm.store.base import PREPARE_LEASE, RentalStore
+from rental_fsm.worker.timer_runner import TimerRunner
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+S = timedelta(seconds=1)
+AUTO_CANCEL = 60 * S  # DEFAULT_DURATIONS: seed 002's 60 s auto-cancel
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[RentalStore]:
+    if request.param == "memory":
+        yield InMemoryRentalStore(clock=clock)
+        return
+    from rental_fsm.store.redis import RedisRentalStore
+
+    client = request.getfixturevalue("redis_client")
+    yield RedisRentalStore(client, Keys(request.getfixturevalue("redis_namespace")))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+def running(store: RentalStore, clock: ManualClock, rid: str = "r-1") -> tuple[Engine, datetime]:
+    """A RUNNING rental; returns its engine and the due time of its auto-cancel."""
+    clock.set(NOW)
+    engine = Engine(store, clock=clock)
+    store.create(Rental(rid, f"V-{rid}", f"C-{rid}"))
+    engine.apply(rid, "start", event_id=f"{rid}-start")
+    engine.apply(rid, "start_confirmed", event_id=f"{rid}-confirmed")
+    return engine, NOW + AUTO_CANCEL
+
+
+def ordinary(at: datetime) -> tuple[Rental, list[dict[str, Any]]]:
+    """The reference: the ordinary path (no preparation) firing the auto-cancel at ``at``."""
+    clock = ManualClock(NOW)
+    store = InMemoryRentalStore(clock=clock)
+    engine, _ = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock, horizon=timedelta(0))
+    clock.set(at)
+    assert [d.timer for d in runner.tick()] == [Timer.AUTO_CANCEL]
+    return store.get("r-1"), store.log("r-1")
+
+
+def test_a_prepared_timer_writes_exactly_what_the_ordinary_path_writes_at_its_due_time(
+        store: RentalStore, clock: ManualClock) -> None:
+    engine, due = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.set(due - 5 * S)  # inside the 10 s horizon
+    assert runner.tick() == [] and runner.stats.prepared == 1
+    assert runner.tick() == [] and runner.stats.prepared == 1  # decided once
+    clock.set(due + timedelta(milliseconds=300))  # a little late, within the tolerance
+
+    [fired] = runner.tick()
+
+    assert fired.timer is Timer.AUTO_CANCEL
+    assert (runner.stats.fired, runner.stats.fired_prepared) == (1, 1)
+    rental, log = ordinary(due)
+    assert store.get("r-1") == rental and rental.state is RentalState.ENDING
+    assert store.log("r-1") == log
+    [timer] = [e for e in log if e["kind"] == "timer"]
+    assert timer["at"] == timer["due"] == format_time(due)  # recorded at its due time
+    assert [e.effect.value for e in store.pending_effects("r-1") if e.version == 3] == [
+        "set_not_in_rental", "secure_vehicle"]
+    assert runner.tick() == [] and runner.stats.fired == 1  # fired once
+
+
+def test_a_commit_after_the_preparation_wins_and_the_timer_goes_the_ordinary_way(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Nothing decided on an old record may overwrite a newer one: here a note that
+    changed the rental after its auto-cancel was prepared."""
+    engine, due = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.set(due - 5 * S)
+    runner.tick()
+    assert runner.stats.prepared == 1
+    engine.note("r-1", {"criteria_failed": ["doors"]})
+    clock.set(due)
+
+    [fired] = runner.tick()
+
+    assert (runner.stats.fired, runner.stats.fired_prepared) == (1, 0)
+    rental = store.get("r-1")
+    assert rental.state is RentalState.ENDING and rental.version == 4
+    assert rental.extra["criteria_failed"] == ["doors"]
+
+
+def test_a_cancelled_timer_never_fires_from_its_prepared_commit(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Seed 002: interaction within the first 60 s keeps the rental running."""
+    engine, due = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.set(due - 5 * S)
+    runner.tick()
+    engine.apply("r-1", "customer_interacted", event_id="tap")
+    clock.set(due + S / 2)
+
+    assert runner.tick() == []
+
+    assert store.get("r-1").state is RentalState.RUNNING
+    assert runner.stats.fired == 0
+
+
+def test_a_timer_later_than_the_tolerance_fires_the_ordinary_way_at_the_real_time(
+        store: RentalStore, clock: ManualClock) -> None:
+    engine, due = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.set(due - 5 * S)
+    runner.tick()
+    late = due + 5 * S  # after an outage, say
+    clock.set(late)
+
+    runner.tick()
+
+    assert (runner.stats.fired, runner.stats.fired_prepared) == (1, 0)
+    rental, log = ordinary(late)
+    assert store.get("r-1") == rental and store.log("r-1") == log
+    [timer] = [e for e in log if e["kind"] == "timer"]
+    assert timer["at"] == format_time(late)
+
+
+def test_a_prepared_start_timeout_watches_for_a_late_unlock(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Seed 000: a timed-out unlock may still happen; the abort watch is in the commit."""
+    engine = Engine(store, clock=clock)
+    store.create(Rental("r-2", "V-2", "C-2"))
+    engine.apply("r-2", "start", event_id="s")
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    clock.set(NOW + 20 * S)  # the 20 s state check fires; the 45 s timeout is prepared
+    runner.tick()
+    clock.set(NOW + 40 * S)
+    runner.tick()
+    assert runner.stats.prepared >= 1
+    clock.set(NOW + 45 * S)
+
+    [fired] = runner.tick()
+
+    assert fired.timer is Timer.START_TIMEOUT and runner.stats.fired_prepared >= 1
+    assert store.get("r-2").state is RentalState.IDLE
+    assert store.aborted_rental("V-2") == "r-2"
+
+
+def test_listeners_hear_a_prepared_timer_and_only_its_own_preparer_fires_it(
+        store: RentalStore, clock: ManualClock) -> None:
+    engine, due = running(store, clock)
+    heard: list[str] = []
+    engine.listeners.append(lambda before, after, decision: heard.append(decision.trigger))
+    other = TimerRunner(store, store.timers, engine, clock=clock, owner="other")
+    runner = TimerRunner(store, store.timers, engine, clock=clock, owner="me")
+    clock.set(due - 5 * S)
+    other.tick()  # prepared by "other", which then goes away
+    assert other.stats.prepared == 1
+    clock.set(due)
+
+    [fired] = runner.tick()
+
+    assert runner.stats.fired_prepared == 0 and runner.stats.fired == 1  # not its own
+    assert heard == ["auto_cancel"]
+
+    engine2, due2 = running(store, clock, "r-3")
+    engine2.listeners.append(lambda before, after, decision: heard.append(decision.trigger))
+    runner2 = TimerRunner(store, store.timers, engine2, clock=clock, owner="me")
+    clock.set(due2 - 5 * S)
+    runner2.tick()
+    clock.set(due2)
+    runner2.tick()
+    assert runner2.stats.fired_prepared == 1 and heard == ["auto_cancel", "auto_cancel"]
+
+
+def test_upcoming_timers_are_handed_out_once_per_lease_and_only_inside_the_window(
+        store: RentalStore, clock: ManualClock) -> None:
+    running(store, clock)
+    due = NOW + AUTO_CANCEL
+    window = (due - 5 * S, due + 5 * S)
+
+    first, reached = store.upcoming_timers(*window, 100, now=due - 5 * S)
+    again, _ = store.upcoming_timers(*window, 100, now=due - 4 * S)
+    outside, _ = store.upcoming_timers(due + S, due + 5 * S, 100, now=due - 4 * S)
+    expired, _ = store.upcoming_timers(*window, 100, now=due - 5 * S + PREPARE_LEASE)
+
+    assert [d.timer for d in first] == [Timer.AUTO_CANCEL] and reached == window[1]
+    assert again == [] and outside == []
+    assert [d.timer for d in expired] == [Timer.AUTO_CANCEL]  # its preparer died
+
+
+def test_a_commit_racing_the_preparation_makes_the_store_refuse_it(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Decided on version 2, kept only while the rental is at version 2."""
+    from rental_fsm.store.base import PreparedTimer
+    from rental_fsm.timers.base import DueTimer
+
+    engine, due = running(store, clock)
+    [up], _ = store.upcoming_timers(due - S, due + S, 10, now=due - S)
+    rental = store.get("r-1")
+    armed = rental.timers[Timer.AUTO_CANCEL]
+    timer = DueTimer(armed.due_at, "r-1", Timer.AUTO_CANCEL, armed.token)
+    planned = engine.plan(rental, "auto_cancel", event_id=timer.event_id, now=due)
+    engine.note("r-1", {"moved": True})  # between the decision and its keeping
+
+    assert store.prepare_timers([PreparedTimer(timer, planned.commit, {})]) == 0
+    fired = store.fire_due(due, 10, S)
+    assert fired.fired == [] and [d.timer for d in fired.claimed] == [Timer.AUTO_CANCEL]
+    assert store.get("r-1").extra["moved"] is True
+
+
+def test_the_horizon_is_capped_below_the_shortest_timer_and_zero_turns_it_off(
+        store: RentalStore, clock: ManualClock) -> None:
+    """A timer armed now must fall due after the window already scanned."""
+    short = {t: 4 * S for t in Timer}
+    engine = Engine(store, clock=clock, durations=short)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    assert runner.prepares and runner.horizon == 2 * S and runner.tolerance == S * 0.4
+    off = TimerRunner(store, store.timers, engine, clock=clock, horizon=timedelta(0))
+    assert not off.prepares
+    other_queue = TimerRunner(store, InMemoryRentalStore().timers, engine, clock=clock)
+    assert not other_queue.prepares
+    with pytest.raises(ValueError):
+        TimerRunner(store, store.timers, engine, clock=clock, horizon=-S)

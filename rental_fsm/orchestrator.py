@@ -102,6 +102,7 @@ class Orchestrator:
                                     notifier=notifier)
         self.timers = TimerRunner(store, store.timers, self.engine,  # type: ignore[attr-defined]
                                   clock=self.clock, horizon=timer_horizon)
+        self.effects.defer_to = self.timers.caught_up  # a burst of due timers goes first
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -322,6 +323,7 @@ class Orchestrator:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads = []
+        self.timers.close()
         self.effects.close()
 
     # -- internals ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TextIO
 from ..config import DEFAULT_NAMESPACE
 from ..errors import InvalidInput, RentalFSMError, RentalNotFound, StoreUnavailable
 from ..model import Effect, Rental, parse_time
-from ..timers.base import DueTimer
+from ..timers.base import DueTimer, from_ms, to_ms
 
 #: rental-log.md: the format version the store stamps on every entry.
 LOG_FORMAT_VERSION = 1
@@ -141,7 +141,10 @@ class FiredTimer:
     """A timer the store fired from its prepared commit (``fire_due``)."""
 
     due: DueTimer
-    summary: dict[str, Any]
+    #: What the firing is logged as (``PreparedTimer.summary``), as JSON text.
+    summary: str
+    #: The timer's queue member (``timers.base.member``).
+    member: str
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ class Keys:
         {ns}:effect-claims:<rental_id>     hash    effect_id -> "owner|claimed epoch ms"
         {ns}:dead-letters                  stream  malformed messages with the reason
         {ns}:vehicle-aborted:<vehicle_id>  string  rental whose start gave up (expires)
-        {ns}:prepared:<rental_id>          hash    timer name -> its commit, decided ahead
+        {ns}:prepared:<rental_id>          list    its next timer's commit, decided ahead
                                                    (or a "lease:<ms>" mark while deciding)
 
     **Slots.** One commit must touch the rental's keys *and* the vehicle and customer
@@ -278,6 +281,11 @@ class Keys:
         self.namespace = namespace
         #: The Redis Cluster hash tag shared by every key below.
         self.tag = "{" + namespace + "}"
+
+    @property
+    def prefix(self) -> str:
+        """What every key starts with (``{ns}:``)."""
+        return f"{self.tag}:"
 
     def _key(self, kind: str, ident: str | None = None) -> str:
         return f"{self.tag}:{kind}" if ident is None else f"{self.tag}:{kind}:{ident}"
@@ -558,6 +566,16 @@ def write_one_by_one(store: RentalStore, writes: Sequence[Commit | LogAppend]) \
         except RentalFSMError as exc:
             results.append(exc)
     return results
+
+
+def scan_reached(start: datetime, last_ms: int) -> datetime:
+    """Where the next scan of upcoming timers starts after a full one that ended at
+    ``last_ms``: there again (members of that ms may be left), unless the scan made no
+    progress (a full batch of one ms): then past it, leaving the rest of that ms to the
+    ordinary path rather than scanning the same batch for ever."""
+    if last_ms <= to_ms(start):
+        return from_ms(last_ms + 1)
+    return max(start, from_ms(last_ms))
 
 
 def encode_claim(owner: str, now: datetime) -> str:

@@ -25,8 +25,8 @@ from ..errors import (
     VehicleBusy,
     VersionConflict,
 )
-from ..model import Rental, RentalState, Timer
-from ..timers.base import DueTimer, from_ms, is_current, parse_member, to_ms
+from ..model import Rental, RentalState
+from ..timers.base import DueTimer, is_current, member, parse_member, to_ms
 from ..timers.memory import InMemoryTimerQueue
 from .base import (
     PREPARE_LEASE,
@@ -48,6 +48,7 @@ from .base import (
     outbox_entries,
     read_vehicles_one_by_one,
     retention_ms,
+    scan_reached,
     timestamp_us,
     write_jsonl,
     write_one_by_one,
@@ -80,8 +81,9 @@ class InMemoryRentalStore:
         self._caps: dict[str, str] = {}
         self._claims: dict[str, dict[str, str]] = {}
         self._aborted: dict[str, tuple[str, datetime]] = {}
-        #: rental id -> timer -> its PreparedTimer, or the end of a preparation lease.
-        self._prepared: dict[str, dict[Timer, PreparedTimer | datetime]] = {}
+        #: rental id -> the PreparedTimer of its next timer, or the end of a preparation
+        #: lease (one per rental, as in Redis: the first to fire drops the others anyway).
+        self._prepared: dict[str, PreparedTimer | datetime] = {}
 
     # -- rentals -------------------------------------------------------------------------
 
@@ -201,13 +203,13 @@ class InMemoryRentalStore:
                 reached = until  # the whole window is scanned
             else:
                 found = found[:limit]
-                reached = max(start, from_ms(found[-1][0]))
+                reached = scan_reached(start, found[-1][0])
             for due_ms, text in found:
                 due = parse_member(text, due_ms)
-                held = self._prepared.get(due.rental_id, {}).get(due.timer)
+                held = self._prepared.get(due.rental_id)
                 if isinstance(held, PreparedTimer) or (held is not None and held > now):
                     continue
-                self._prepared.setdefault(due.rental_id, {})[due.timer] = now + PREPARE_LEASE
+                self._prepared[due.rental_id] = now + PREPARE_LEASE
                 out.append(due)
         return out, reached
 
@@ -222,9 +224,10 @@ class InMemoryRentalStore:
                     stored = self._load(due.rental_id)
                 except RentalNotFound:
                     continue
-                if stored.version != commit.expected_version or not is_current(stored, due):
+                if stored.version != commit.expected_version or not is_current(stored, due) \
+                        or isinstance(self._prepared.get(due.rental_id), PreparedTimer):
                     continue
-                self._prepared.setdefault(due.rental_id, {})[due.timer] = item
+                self._prepared[due.rental_id] = item
                 kept += 1
         return kept
 
@@ -234,13 +237,16 @@ class InMemoryRentalStore:
         claimed: list[DueTimer] = []
         with self._lock:
             for due in self.timers.claim_due(now, limit):
-                item = self._prepared.get(due.rental_id, {}).get(due.timer)
-                if isinstance(item, PreparedTimer) and item.due.token == due.token \
+                item = self._prepared.get(due.rental_id)
+                if isinstance(item, PreparedTimer) and item.due.timer is due.timer \
+                        and item.due.token == due.token \
                         and owner in (None, item.owner) \
                         and timedelta(0) <= now - item.due.due_at <= tolerance:
                     try:
                         if self.commit(item.commit) is CommitOutcome.APPLIED:
-                            fired.append(FiredTimer(item.due, dict(item.summary)))
+                            fired.append(FiredTimer(
+                                item.due, json.dumps(dict(item.summary)),
+                                member(due.rental_id, due.timer, due.token)))
                             continue
                     except RentalFSMError:
                         pass  # the ordinary path decides it again and reports

@@ -42,7 +42,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..model import Rental, RentalState
-from ..timers.base import DueTimer, from_ms, member, parse_member, to_ms
+from ..timers.base import DueTimer, member, parse_member, to_ms
 from ..timers.redis import SYNC_TIMERS_LUA, RedisTimerQueue, redis_errors, timer_args
 from .base import (
     PREPARE_LEASE,
@@ -65,6 +65,7 @@ from .base import (
     log_entry_tail,
     outbox_entries,
     retention_ms,
+    scan_reached,
     timestamp_us,
     write_jsonl,
 )
@@ -73,12 +74,13 @@ from .base import (
 #: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental``; returns the first seq.
 APPEND_ENTRIES_LUA = """
 local function append_entries(A, rental, log, i, n)
-  local seq = redis.call('LLEN', log)
-  local first = seq + 1
-  for j = i, i + n - 1 do
-    seq = seq + 1
-    redis.call('RPUSH', log, '{"v":1,"seq":' .. seq .. ',' .. A[j])
+  if n < 1 then return redis.call('LLEN', log) + 1 end
+  local first = redis.call('LLEN', log) + 1
+  local lines = {}
+  for j = 0, n - 1 do
+    lines[j + 1] = '{"v":1,"seq":' .. (first + j) .. ',' .. A[i + j]
   end
+  redis.call('RPUSH', log, unpack(lines))
   local ttl = redis.call('PTTL', rental)
   if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
   return first
@@ -124,12 +126,12 @@ local function commit_rental(K, A)
     if rec['version'] ~= tonumber(A[2]) then return {'conflict'} end
   end
   if A[6] == '1' then
-    local holder = redis.call('GET', K[8])
-    if holder and holder ~= rid then return {'vehicle_busy', holder} end
-    holder = redis.call('GET', K[9])
-    if holder and holder ~= rid then return {'customer_busy', holder} end
-    redis.call('SET', K[8], rid)
-    redis.call('SET', K[9], rid)
+    local vehicle = redis.call('GET', K[8])
+    if vehicle and vehicle ~= rid then return {'vehicle_busy', vehicle} end
+    local customer = redis.call('GET', K[9])
+    if customer and customer ~= rid then return {'customer_busy', customer} end
+    if not vehicle then redis.call('SET', K[8], rid) end
+    if not customer then redis.call('SET', K[9], rid) end
   else
     if redis.call('GET', K[8]) == rid then redis.call('DEL', K[8]) end
     if redis.call('GET', K[9]) == rid then redis.call('DEL', K[9]) end
@@ -141,11 +143,11 @@ local function commit_rental(K, A)
   if tonumber(A[11]) > 0 then redis.call('SET', K[11], rid, 'PX', A[11]) end
   sync_timers(A, K[6], K[7], 12, n_timers)
   local i = 12 + 3 * n_timers
-  for _ = 1, n_effects do
-    redis.call('HSET', K[4], A[i], A[i + 1])
-    i = i + 2
+  if n_effects > 0 then
+    redis.call('HSET', K[4], unpack(A, i, i + 2 * n_effects - 1))
+    redis.call('SADD', K[5], rid)
   end
-  if n_effects > 0 then redis.call('SADD', K[5], rid) end
+  i = i + 2 * n_effects
   append_entries(A, K[1], K[2], i, n_log)
   local ttl = tonumber(A[7])
   if ttl > 0 then
@@ -253,12 +255,14 @@ end
 return out
 """
 
-#: Prepared timers (``upcoming_timers``, ``prepare_timers``, ``fire_due``). A prepared
-#: commit is kept in ``{ns}:prepared:<rental_id>`` under its timer's name as the JSON
-#: array [member, due ms, owner, summary JSON, n keys, keys..., arguments...] of strings: the
-#: commit script's KEYS and ARGV, decided ahead. A timer being decided is marked there as
-#: ``lease:<until ms>``. Keys are built from prefixes, as in the claim script: they share
-#: the namespace's hash tag.
+#: Prepared timers (``upcoming_timers``, ``prepare_timers``, ``fire_due``). A rental's
+#: prepared commit is the list ``{ns}:prepared:<rental_id>``: member, due ms, owner,
+#: summary JSON, vehicle id, customer id, then the commit script's ARGV, decided ahead
+#: (its KEYS are built from the ids: ``commit_keys_lua``; a list, so the firing script
+#: reads it with no decoding, and short, as every element costs). One per rental, its
+#: next timer's: the first of its timers to fire drops the others anyway. While a timer is
+#: being decided the list holds one mark, ``lease:<until ms>``. Keys are built from
+#: prefixes, as in the claim script: they share the namespace's hash tag.
 
 #: KEYS: zset. ARGV: start ms, until ms, limit, rental-timers prefix, prepared prefix, now
 #: ms, lease ms, ttl ms. Returns {member, score, ...}, the last score scanned and how
@@ -276,11 +280,12 @@ for i = 1, #found, 2 do
       and type(parts[2]) == 'string'
       and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
     local key = ARGV[5] .. parts[1]
-    local cur = redis.call('HGET', key, parts[2])
-    local free = not cur or (string.sub(cur, 1, 6) == 'lease:'
-                             and tonumber(string.sub(cur, 7)) <= now)
+    local head = redis.call('LINDEX', key, 0)
+    local free = not head or (string.sub(head, 1, 6) == 'lease:'
+                              and tonumber(string.sub(head, 7)) <= now)
     if free then
-      redis.call('HSET', key, parts[2], 'lease:' .. (now + tonumber(ARGV[7])))
+      redis.call('DEL', key)
+      redis.call('RPUSH', key, 'lease:' .. (now + tonumber(ARGV[7])))
       redis.call('PEXPIRE', key, ARGV[8])
       out[#out + 1] = m
       out[#out + 1] = found[i + 1]
@@ -291,18 +296,26 @@ return {out, last, #found / 2}
 """
 
 #: ARGV: rental prefix, rental-timers prefix, prepared prefix, ttl ms, then per prepared
-#: timer: rental id, timer name, member, expected version, payload. Returns how many
-#: were kept (the rental still holds the timer and is at the expected version).
+#: timer: rental id, timer name, member, expected version, n fields, the list's fields.
+#: Returns how many were kept: the rental still holds the timer and is at the expected
+#: version, and no other timer of it is prepared.
 _PREPARE_LUA = """
 local kept = 0
-for i = 5, #ARGV, 5 do
-  local rid, name, m = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local i = 5
+while i <= #ARGV do
+  local rid, name, m, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
+  local first = i + 5
+  i = first + n
   local raw = redis.call('GET', ARGV[1] .. rid)
-  if raw and redis.call('HGET', ARGV[2] .. rid, name) == m then
+  local key = ARGV[3] .. rid
+  local head = redis.call('LINDEX', key, 0)
+  if raw and redis.call('HGET', ARGV[2] .. rid, name) == m
+      and (not head or string.sub(head, 1, 6) == 'lease:') then
     local ok, rec = pcall(cjson.decode, raw)
-    if ok and type(rec) == 'table' and rec['version'] == tonumber(ARGV[i + 3]) then
-      redis.call('HSET', ARGV[3] .. rid, name, ARGV[i + 4])
-      redis.call('PEXPIRE', ARGV[3] .. rid, ARGV[4])
+    if ok and type(rec) == 'table' and rec['version'] == tonumber(ARGV[first - 2]) then
+      redis.call('DEL', key)
+      redis.call('RPUSH', key, unpack(ARGV, first, i - 1))
+      redis.call('PEXPIRE', key, ARGV[4])
       kept = kept + 1
     end
   end
@@ -311,11 +324,23 @@ return kept
 """
 
 #: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers prefix, prepared prefix,
-#: tolerance ms, owner ('' = any). ``claim_due``'s script, except that a claimed timer
+#: tolerance ms, owner ('' = any), key prefix. ``claim_due``'s script, except that a claimed timer
 #: with a prepared commit (the owner's) due at most the tolerance ago is committed here
 #: (``commit_rental``). Returns
 #: {fired: member, due ms, summary, ...} and {claimed: member, score, ...}.
-_FIRE_DUE_LUA = COMMIT_RENTAL_LUA + """
+#: Lua fragment: ``Keys.commit_keys`` of a rental, built from the namespace's key prefix
+#: (``{ns}:``) as Keys builds them (tests/store/test_redis_store.py checks they agree).
+COMMIT_KEYS_LUA = """
+local function commit_keys(p, rid, vid, cid)
+  return {p .. 'rental:' .. rid, p .. 'log:' .. rid, p .. 'applied:' .. rid,
+          p .. 'outbox:' .. rid, p .. 'outbox-pending', p .. 'timers',
+          p .. 'rental-timers:' .. rid, p .. 'vehicle-active:' .. vid,
+          p .. 'customer-active:' .. cid, p .. 'prepared:' .. rid,
+          p .. 'vehicle-aborted:' .. vid}
+end
+"""
+
+_FIRE_DUE_LUA = COMMIT_RENTAL_LUA + COMMIT_KEYS_LUA + """
 local now, lease, tolerance = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[2]))
@@ -327,22 +352,17 @@ for i = 1, #due, 2 do
       and type(parts[2]) == 'string'
       and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
     local done = false
-    local raw = redis.call('HGET', ARGV[5] .. parts[1], parts[2])
-    if raw and string.sub(raw, 1, 1) == '[' then
-      local okp, p = pcall(cjson.decode, raw)
-      if okp and type(p) == 'table' and p[1] == m and (ARGV[7] == '' or p[3] == ARGV[7]) then
-        local at = tonumber(p[2])
-        if at and at <= now and now - at <= tolerance then
-          local n = tonumber(p[5])
-          local K, A = {}, {}
-          for j = 1, n do K[j] = p[5 + j] end
-          for j = 6 + n, #p do A[#A + 1] = p[j] end
-          if commit_rental(K, A)[1] == 'ok' then
-            fired[#fired + 1] = m
-            fired[#fired + 1] = p[2]
-            fired[#fired + 1] = p[4]
-            done = true
-          end
+    local p = redis.call('LRANGE', ARGV[5] .. parts[1], 0, -1)
+    if p[1] == m and (ARGV[7] == '' or p[3] == ARGV[7]) then
+      local at = tonumber(p[2])
+      if at and at <= now and now - at <= tolerance then
+        local A = {}
+        for j = 7, #p do A[j - 6] = p[j] end
+        if commit_rental(commit_keys(ARGV[8], parts[1], p[5], p[6]), A)[1] == 'ok' then
+          fired[#fired + 1] = m
+          fired[#fired + 1] = p[2]
+          fired[#fired + 1] = p[4]
+          done = true
         end
       end
     end
@@ -572,7 +592,7 @@ class RedisRentalStore:
                  to_ms(now), PREPARE_LEASE // _MS, PREPARED_TTL // _MS]))
         if int(scanned) < limit or last is None:  # the whole window was scanned
             return _due_timers(found), until
-        return _due_timers(found), max(start, from_ms(int(float(last))))
+        return _due_timers(found), scan_reached(start, int(float(last)))
 
     def prepare_timers(self, prepared: Sequence[PreparedTimer]) -> int:
         if not prepared:
@@ -586,11 +606,12 @@ class RedisRentalStore:
             if rid != due.rental_id:
                 raise InvalidInput("prepared.commit", "is not the timer's rental")
             text = member(rid, due.timer, due.token)
-            payload = [text, str(to_ms(due.due_at)), item.owner, _dumps(dict(item.summary))]
-            commit_keys = keys.commit_keys(commit.rental)
-            payload += [str(len(commit_keys)), *commit_keys]
-            payload += [str(a) for a in self._commit_args("commit", commit)]
-            args += [rid, due.timer.value, text, commit.expected_version, _dumps(payload)]
+            rental = commit.rental
+            fields = [text, to_ms(due.due_at), item.owner, _dumps(dict(item.summary)),
+                      rental.vehicle_id, rental.customer_id,
+                      *self._commit_args("commit", commit)]
+            args += [rid, due.timer.value, text, commit.expected_version, len(fields),
+                     *fields]
         with redis_errors("prepare timers"):
             return int(cast(int, self._prepare([], args)))
 
@@ -601,15 +622,12 @@ class RedisRentalStore:
             fired, claimed = cast(list[Any], self._fire_due(
                 [keys.timers],
                 [to_ms(now), limit, self.timers.lease // _MS, keys.rental_timers(""),
-                 keys.prepared(""), tolerance // _MS, owner or ""]))
+                 keys.prepared(""), tolerance // _MS, owner or "", keys.prefix]))
         done = []
         for i in range(0, len(fired), 3):
-            [due] = _due_timers(fired[i:i + 2])
-            try:
-                summary = dict(json.loads(fired[i + 2]))
-            except (ValueError, TypeError):  # only the log line needs it
-                summary = {}
-            done.append(FiredTimer(due, summary))
+            text = _text(fired[i])
+            done.append(FiredTimer(parse_member(text, int(fired[i + 1])),
+                                   _text(fired[i + 2]), text))
         return TimerRound(done, _due_timers(claimed))
 
     def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:

@@ -49,26 +49,32 @@ def redis_errors(what: str) -> Iterator[None]:
 #: A[first .. first + 3*n - 1] (A is the script's ARGV, or a prepared commit's).
 SYNC_TIMERS_LUA = """
 local function sync_timers(A, zset, map, first, n)
-  local wanted = {}
+  local cur = {}
+  local all = redis.call('HGETALL', map)
+  for j = 1, #all, 2 do cur[all[j]] = all[j + 1] end
+  local adds, sets, gone, dels = {}, {}, {}, {}
   local i = first
   for _ = 1, n do
     local name, m, score = A[i], A[i + 1], A[i + 2]
     i = i + 3
-    wanted[name] = true
-    local cur = redis.call('HGET', map, name)
-    if cur ~= m then
-      if cur then redis.call('ZREM', zset, cur) end
-      redis.call('ZADD', zset, score, m)
-      redis.call('HSET', map, name, m)
+    local old = cur[name]
+    cur[name] = nil
+    if old ~= m then
+      if old then gone[#gone + 1] = old end
+      adds[#adds + 1] = score
+      adds[#adds + 1] = m
+      sets[#sets + 1] = name
+      sets[#sets + 1] = m
     end
   end
-  local all = redis.call('HGETALL', map)
-  for j = 1, #all, 2 do
-    if not wanted[all[j]] then
-      redis.call('ZREM', zset, all[j + 1])
-      redis.call('HDEL', map, all[j])
-    end
+  for name, old in pairs(cur) do  -- armed before, not wanted now
+    gone[#gone + 1] = old
+    dels[#dels + 1] = name
   end
+  if #gone > 0 then redis.call('ZREM', zset, unpack(gone)) end
+  if #dels > 0 then redis.call('HDEL', map, unpack(dels)) end
+  if #adds > 0 then redis.call('ZADD', zset, unpack(adds)) end
+  if #sets > 0 then redis.call('HSET', map, unpack(sets)) end
 end
 """
 

@@ -72,6 +72,8 @@ class Worker:
             declare=parts.declare)
         self.timer_runner = TimerRunner(parts.store, parts.timers, parts.engine,
                                         clock=self.clock, horizon=parts.timer_horizon)
+        # commands give way to a burst of due timers (at most EffectRunner.max_defer each)
+        parts.effects.defer_to = self.timer_runner.caught_up
         self._stop = threading.Event()
 
     # -- background: timers and the outbox ------------------------------------------------
@@ -142,6 +144,7 @@ class Worker:
             self.stop()
             for loop in loops:
                 loop.join(timeout=30)
+            self.timer_runner.close()  # a batch fired ahead is logged and counted
             self.parts.effects.close()  # let the commands in flight finish
         log.info("worker.stopped", handled=self.consumer.handled,
                  timers_fired=self.timer_runner.stats.fired)

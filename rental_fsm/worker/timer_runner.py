@@ -29,9 +29,11 @@ due together is not late. Nothing about it is trusted blindly:
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,7 +44,14 @@ from ..config import DEFAULT_TIMER_HORIZON
 from ..engine import Engine, Planned
 from ..errors import RentalNotFound, TransitionError, VersionConflict
 from ..model import format_time
-from ..store.base import PREPARED_TTL, CommitOutcome, FiredTimer, PreparedTimer, RentalStore
+from ..store.base import (
+    PREPARED_TTL,
+    CommitOutcome,
+    FiredTimer,
+    PreparedTimer,
+    RentalStore,
+    TimerRound,
+)
 from ..timers.base import DueTimer, TimerQueue, is_current, member, to_ms
 
 log = structlog.get_logger(__name__)
@@ -50,8 +59,9 @@ log = structlog.get_logger(__name__)
 #: How far ahead timers are decided (capped at half the shortest timer duration, so a
 #: timer armed now always falls due after the window already scanned).
 DEFAULT_HORIZON = DEFAULT_TIMER_HORIZON
-#: How late a prepared commit may still fire (recorded at its due time).
-DEFAULT_TOLERANCE = timedelta(seconds=1)
+#: How late a prepared commit may still fire (recorded at its due time; capped at a
+#: tenth of the shortest timer duration).
+DEFAULT_TOLERANCE = timedelta(seconds=2)
 
 
 @dataclass
@@ -89,10 +99,20 @@ class TimerRunner:
         self.stats = TimerStats()
         self.owner = owner or uuid.uuid4().hex
         self._scanned_to: datetime | None = None
-        #: What this runner prepared, by queue member, until it fires or cannot any more.
+        #: What this runner prepared, by queue member, until it fires or cannot any more;
+        #: ``_planned_order`` holds the members in the order they were prepared (by due).
         self._planned: dict[str, tuple[DueTimer, Planned]] = {}
+        self._planned_order: deque[tuple[datetime, str]] = deque()
         #: Work done by the last ``tick`` (timers fired and prepared), for the loop.
         self.last_work = 0
+        #: Clear while the last tick found a full batch due (more is due now): the worker's
+        #: commands wait for it (``EffectRunner.defer_to``), so a burst of due timers is
+        #: committed on time and its commands follow.
+        self.caught_up = threading.Event()
+        self.caught_up.set()
+        #: The next batch, fired by the store while the last one is handled in Python.
+        self._ahead: Future[tuple[TimerRound, datetime]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -117,20 +137,49 @@ class TimerRunner:
         now = self.clock.now()
         fired: list[DueTimer] = []
         if self.prepares:
-            only_mine = self.owner if self.engine.listeners else None
-            round_ = self.store.fire_due(now, self.batch, self.tolerance, only_mine)
+            ahead, self._ahead = self._ahead, None
+            round_, committed_at = ahead.result() if ahead is not None else self._fire_due()
+            if len(round_.fired) + len(round_.claimed) >= self.batch:
+                # More is due: the store fires the next batch while this one is handled.
+                self._ahead = self._executor().submit(self._fire_due)
             for done in round_.fired:
-                self._fired_prepared(done)
+                self._fired_prepared(done, committed_at)
                 fired.append(done.due)
             claimed = round_.claimed
             self._forget_planned(now)
+            found = len(round_.fired) + len(claimed)
         else:
             claimed = self.queue.claim_due(now, self.batch)
+            found = len(claimed)
+        if found >= self.batch:
+            self.caught_up.clear()
+        else:
+            self.caught_up.set()
         if claimed:
             fired += self._fire_claimed(claimed)
         prepared = self.prepare(now) if self.prepares else 0
         self.last_work = len(fired) + prepared
         return fired
+
+    def _fire_due(self) -> tuple[TimerRound, datetime]:
+        """One ``fire_due`` now, and when it returned (its timers' commit time)."""
+        only_mine = self.owner if self.engine.listeners else None
+        round_ = self.store.fire_due(self.clock.now(), self.batch, self.tolerance, only_mine)
+        return round_, self.clock.now()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="rental-fsm-fire-ahead")
+        return self._pool
+
+    def close(self) -> None:
+        """Handle a batch still being fired ahead (its log lines, listeners, counts)."""
+        with self._lock:
+            while self._ahead is not None:
+                self._tick()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def step(self) -> int:
         """``tick`` for a loop: how many timers it fired and prepared (0: idle)."""
@@ -169,19 +218,18 @@ class TimerRunner:
                 "vehicle_id": rental.vehicle_id,
                 "effects": [e.value for e in planned.commit.effects],
             }, self.owner))
-            self._planned[member(due.rental_id, due.timer, due.token)] = (due, planned)
+            text = member(due.rental_id, due.timer, due.token)
+            self._planned[text] = (due, planned)
+            self._planned_order.append((due.due_at, text))
         kept = self.store.prepare_timers(prepared)
         self.stats.prepared += kept
         return kept
 
     def _forget_planned(self, now: datetime) -> None:
         """Drop what can no longer fire from its prepared commit (past the tolerance)."""
-        if not self._planned:
-            return
-        gone = [m for m, (due, _) in self._planned.items()
-                if now - due.due_at > self.tolerance]
-        for text in gone:
-            del self._planned[text]
+        order = self._planned_order
+        while order and now - order[0][0] > self.tolerance:
+            self._planned.pop(order.popleft()[1], None)
 
     def _fire_claimed(self, claimed: list[DueTimer]) -> list[DueTimer]:
         first: dict[str, DueTimer] = {}
@@ -224,24 +272,26 @@ class TimerRunner:
         return {"kind": "timer", "at": format_time(self.clock.now() if at is None else at),
                 "timer": due.timer.value, "due": format_time(due.due_at)}
 
-    def _fired_prepared(self, done: FiredTimer) -> None:
+    def _fired_prepared(self, done: FiredTimer, committed_at: datetime) -> None:
         """What follows a timer the store fired from its prepared commit: what follows
         any committed transition (``Engine.committed``) when this runner decided it, else
         (another worker did) the same log line from the commit's summary; and count it."""
-        mine = self._planned.pop(member(done.due.rental_id, done.due.timer, done.due.token),
-                                 None)
+        mine = self._planned.pop(done.member, None)
         self.stats.fired_prepared += 1
         if mine is not None:
             self.engine.committed(mine[1])
-            self._fired(done.due)
+            self._fired(done.due, committed_at)
             return
-        summary = done.summary
+        try:
+            summary = dict(json.loads(done.summary))
+        except (ValueError, TypeError):  # only this log line reads it
+            summary = {}
         log.info("rental.transitioned", rental_id=done.due.rental_id,
                  vehicle_id=summary.get("vehicle_id"), trigger=summary.get("trigger"),
                  source=summary.get("source"), dest=summary.get("dest"),
                  version=summary.get("version"), effects=summary.get("effects"),
                  event_id=done.due.event_id)
-        self._fired(done.due)
+        self._fired(done.due, committed_at)
 
     def _stale(self, due: DueTimer) -> None:
         self.stats.stale += 1
@@ -253,9 +303,9 @@ class TimerRunner:
         log.error("timer.rejected", rental_id=due.rental_id, timer=due.timer.value,
                   reason=str(exc))
 
-    def _fired(self, due: DueTimer) -> None:
+    def _fired(self, due: DueTimer, committed_at: datetime | None = None) -> None:
         """Count a committed timer; its lateness is measured once it is committed."""
-        lateness = due.lateness(self.clock.now())
+        lateness = due.lateness(self.clock.now() if committed_at is None else committed_at)
         self.stats.fired += 1
         self.stats.max_lateness = max(self.stats.max_lateness, lateness)
         self.stats.lateness_ms.append(lateness / timedelta(milliseconds=1))

@@ -37,6 +37,19 @@ def test_every_key_of_one_commit_shares_one_cluster_slot() -> None:
     assert {key_slot(k.encode()) for k in others} == {key_slot(commit_keys[0].encode())}
 
 
+@pytest.mark.redis
+def test_the_firing_script_builds_a_commit_s_keys_as_keys_does(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Prepared timers are fired with keys built in Lua (store/redis.py COMMIT_KEYS_LUA)."""
+    from rental_fsm.store.redis import COMMIT_KEYS_LUA
+
+    keys = Keys("prod-eu")
+    rental = new_rental(vehicle_id="V:ü/1", customer_id="C{x}")
+    built = redis_client.eval(COMMIT_KEYS_LUA + "return commit_keys(ARGV[1], ARGV[2], "
+                              "ARGV[3], ARGV[4])", 0, keys.prefix, rental.rental_id,
+                              rental.vehicle_id, rental.customer_id)
+    assert [k.decode() for k in built] == keys.commit_keys(rental)
+
+
 def test_namespaces_are_validated() -> None:
     with pytest.raises(ValueError):
         Keys("has{brace}")

@@ -41,14 +41,16 @@ def clock() -> ManualClock:
     return ManualClock(NOW)
 
 
-def running(store: RentalStore, clock: ManualClock, rid: str = "r-1") -> tuple[Engine, datetime]:
-    """A RUNNING rental; returns its engine and the due time of its auto-cancel."""
-    clock.set(NOW)
+def running(store: RentalStore, clock: ManualClock, rid: str = "r-1",
+            at: datetime = NOW) -> tuple[Engine, datetime]:
+    """A RUNNING rental started at ``at``; returns its engine and the due time of its
+    auto-cancel."""
+    clock.set(at)
     engine = Engine(store, clock=clock)
     store.create(Rental(rid, f"V-{rid}", f"C-{rid}"))
     engine.apply(rid, "start", event_id=f"{rid}-start")
     engine.apply(rid, "start_confirmed", event_id=f"{rid}-confirmed")
-    return engine, NOW + AUTO_CANCEL
+    return engine, at + AUTO_CANCEL
 
 
 def ordinary(at: datetime) -> tuple[Rental, list[dict[str, Any]]]:
@@ -236,3 +238,49 @@ def test_the_horizon_is_capped_below_the_shortest_timer_and_zero_turns_it_off(
     assert not other_queue.prepares
     with pytest.raises(ValueError):
         TimerRunner(store, store.timers, engine, clock=clock, horizon=-S)
+
+
+def test_a_full_batch_of_one_millisecond_does_not_stall_the_scan(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Rentals started at one instant have timers due at one instant (a ManualClock, a
+    bulk start): a scan of ``limit`` of them must still move on."""
+    for i in range(5):
+        running(store, clock, f"same-{i}")
+    due = NOW + AUTO_CANCEL
+    start, handed = due - S, []
+    for _ in range(10):
+        found, start = store.upcoming_timers(start, due + S, 2, now=due - S)
+        handed += found
+        if start >= due + S:
+            break
+    assert start >= due + S  # it got to the end of the window
+    assert len(handed) == 2 and len({d.rental_id for d in handed}) == 2
+
+
+def test_a_burst_larger_than_a_batch_is_fired_ahead_and_each_timer_once(
+        store: RentalStore, clock: ManualClock) -> None:
+    """While one batch is handled, the store fires the next (``TimerRunner._ahead``);
+    ``close`` handles a batch still in flight, and commands wait for the burst."""
+    engine = None
+    for i in range(7):
+        engine, _ = running(store, clock, f"burst-{i}", NOW + timedelta(milliseconds=i))
+    assert engine is not None
+    runner = TimerRunner(store, store.timers, engine, clock=clock, batch=2)
+    clock.set(NOW + AUTO_CANCEL - 5 * S)
+    while runner.step():
+        pass
+    assert runner.stats.prepared == 7
+    clock.set(NOW + AUTO_CANCEL + S / 2)
+
+    fired = runner.tick()
+    assert len(fired) == 2 and not runner.caught_up.is_set()  # more is due: behind
+    while runner.tick():
+        pass
+    runner.close()
+
+    assert runner.caught_up.is_set()
+    assert (runner.stats.fired, runner.stats.fired_prepared) == (7, 7)
+    for i in range(7):
+        log = store.log(f"burst-{i}")
+        assert [e["trigger"] for e in log if e["kind"] == "transition"].count("auto_cancel") == 1
+        assert store.get(f"burst-{i}").state is RentalState.ENDING

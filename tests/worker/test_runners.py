@@ -345,3 +345,27 @@ def test_a_batch_of_timers_fires_each_once_even_when_a_rental_moves_mid_batch() 
     for i in range(5):
         triggers = [e["trigger"] for e in store.log(f"r-{i}") if e["kind"] == "transition"]
         assert triggers.count("start_timeout") == (0 if i == 2 else 1)
+
+
+def test_new_commands_wait_while_a_burst_of_due_timers_is_fired() -> None:
+    """The worker wires EffectRunner.defer_to to TimerRunner.caught_up: a due timer is a
+    deadline, so its commit comes before more commands start (each waits 1 s at most)."""
+    import threading
+    import time as _time
+
+    api = ScriptedAPI(state(central_lock="UNLOCKED", driving_enabled=True))
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    caught_up = threading.Event()  # clear: timers are behind
+    runner.defer_to, runner.max_defer = caught_up, 0.2
+
+    assert runner.dispatch() == 0 and api.calls == []  # nothing handed while behind
+    caught_up.set()
+    assert runner.dispatch() == 1
+    runner.close()
+    assert api.calls[0] == "unlock-and-enable-driving"
+
+    caught_up.clear()  # a rental already handed waits, but not for ever
+    started = _time.monotonic()
+    runner._run_and_release("r-1")
+    assert 0.15 <= _time.monotonic() - started < 5

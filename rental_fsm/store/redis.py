@@ -43,7 +43,13 @@ from ..errors import (
 )
 from ..model import Rental, RentalState
 from ..timers.base import DueTimer, member, parse_member, to_ms
-from ..timers.redis import SYNC_TIMERS_LUA, RedisTimerQueue, redis_errors, timer_args
+from ..timers.redis import (
+    MEMBER_LUA,
+    SYNC_TIMERS_LUA,
+    RedisTimerQueue,
+    redis_errors,
+    timer_args,
+)
 from .base import (
     PREPARE_LEASE,
     PREPARED_TTL,
@@ -71,7 +77,8 @@ from .base import (
 )
 
 #: Lua fragment: append the log-entry tails A[i .. i + n - 1] to ``log`` as lines
-#: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental``; returns the first seq.
+#: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental`` (if given); returns the
+#: first seq.
 APPEND_ENTRIES_LUA = """
 local function append_entries(A, rental, log, i, n)
   if n < 1 then return redis.call('LLEN', log) + 1 end
@@ -81,8 +88,10 @@ local function append_entries(A, rental, log, i, n)
     lines[j + 1] = '{"v":1,"seq":' .. (first + j) .. ',' .. A[i + j]
   end
   redis.call('RPUSH', log, unpack(lines))
-  local ttl = redis.call('PTTL', rental)
-  if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
+  if rental then  -- a commit passes none: its SET cleared the record's expiry
+    local ttl = redis.call('PTTL', rental)
+    if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
+  end
   return first
 end
 """
@@ -148,7 +157,7 @@ local function commit_rental(K, A)
     redis.call('SADD', K[5], rid)
   end
   i = i + 2 * n_effects
-  append_entries(A, K[1], K[2], i, n_log)
+  append_entries(A, false, K[2], i, n_log)
   local ttl = tonumber(A[7])
   if ttl > 0 then
     for _, k in ipairs({K[1], K[2], K[3], K[4], K[7]}) do
@@ -267,7 +276,7 @@ return out
 #: KEYS: zset. ARGV: start ms, until ms, limit, rental-timers prefix, prepared prefix, now
 #: ms, lease ms, ttl ms. Returns {member, score, ...}, the last score scanned and how
 #: many members were scanned.
-_UPCOMING_LUA = """
+_UPCOMING_LUA = MEMBER_LUA + """
 local now = tonumber(ARGV[6])
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES',
                          'LIMIT', 0, tonumber(ARGV[3]))
@@ -275,10 +284,8 @@ local out, last = {}, false
 for i = 1, #found, 2 do
   local m = found[i]
   last = found[i + 1]
-  local ok, parts = pcall(cjson.decode, m)
-  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
-      and type(parts[2]) == 'string'
-      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
+  local parts = armed(m, ARGV[4])
+  if parts then
     local key = ARGV[5] .. parts[1]
     local head = redis.call('LINDEX', key, 0)
     local free = not head or (string.sub(head, 1, 6) == 'lease:'
@@ -340,18 +347,18 @@ local function commit_keys(p, rid, vid, cid)
 end
 """
 
-_FIRE_DUE_LUA = COMMIT_RENTAL_LUA + COMMIT_KEYS_LUA + """
+_FIRE_DUE_LUA = COMMIT_RENTAL_LUA + COMMIT_KEYS_LUA + MEMBER_LUA + """
 local now, lease, tolerance = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[2]))
 local fired, claimed = {}, {}
 for i = 1, #due, 2 do
   local m = due[i]
-  local ok, parts = pcall(cjson.decode, m)
-  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
-      and type(parts[2]) == 'string'
-      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
-    local done = false
+  local parts = member_parts(m)
+  local done = false
+  if parts then
+    -- A prepared commit for this very member: its compare-and-set also proves the
+    -- rental still holds the timer (the record it was decided on holds it).
     local p = redis.call('LRANGE', ARGV[5] .. parts[1], 0, -1)
     if p[1] == m and (ARGV[7] == '' or p[3] == ARGV[7]) then
       local at = tonumber(p[2])
@@ -366,13 +373,15 @@ for i = 1, #due, 2 do
         end
       end
     end
-    if not done then
+  end
+  if not done then
+    if parts and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
       redis.call('ZADD', KEYS[1], now + lease, m)
       claimed[#claimed + 1] = m
       claimed[#claimed + 1] = due[i + 1]
+    else
+      redis.call('ZREM', KEYS[1], m)
     end
-  else
-    redis.call('ZREM', KEYS[1], m)
   end
 end
 return {fired, claimed}

@@ -78,6 +78,26 @@ local function sync_timers(A, zset, map, first, n)
 end
 """
 
+#: Lua fragment: ``member_parts(m)`` is the queue member's {rental id, timer name, token},
+#: or nil for a member that does not decode; ``armed(m, prefix)`` the same, but only
+#: while the rental still holds it (its ``{ns}:rental-timers:`` map, built from prefix).
+MEMBER_LUA = """
+local function member_parts(m)
+  local ok, parts = pcall(cjson.decode, m)
+  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
+      and type(parts[2]) == 'string' then
+    return parts
+  end
+  return nil
+end
+
+local function armed(m, prefix)
+  local parts = member_parts(m)
+  if parts and redis.call('HGET', prefix .. parts[1], parts[2]) == m then return parts end
+  return nil
+end
+"""
+
 _SCHEDULE_LUA = """
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur == ARGV[2] then return 0 end
@@ -104,17 +124,14 @@ return 1
 #: still armed on its rental is leased (re-scored to now + lease) and returned; one its
 #: rental no longer holds (cancelled, superseded, fired) is removed. The rental-timers key
 #: is built from the prefix: it shares the namespace's hash tag, so the zset's slot.
-_CLAIM_LUA = """
+_CLAIM_LUA = MEMBER_LUA + """
 local now, lease = tonumber(ARGV[1]), tonumber(ARGV[3])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for i = 1, #due, 2 do
   local m = due[i]
-  local ok, parts = pcall(cjson.decode, m)
-  if ok and type(parts) == 'table' and type(parts[1]) == 'string'
-      and type(parts[2]) == 'string'
-      and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
+  if armed(m, ARGV[4]) then
     redis.call('ZADD', KEYS[1], now + lease, m)
     out[#out + 1] = m
     out[#out + 1] = due[i + 1]

@@ -12,9 +12,11 @@ is armed: the transition the engine decides at its due time on the rental as it 
 Each tick the runner decides the timers falling due within ``horizon`` ahead of time
 (``Engine.plan`` at the due time, the very commit the ordinary path would write then) and
 keeps the commit in the store beside the timer (``prepare_timers``). When the timer falls
-due, the store commits it in the same atomic step that claims it (``fire_due``): a
-thousand timers cost one round trip and no Python per timer, so a burst of timers falling
-due together is not late. Nothing about it is trusted blindly:
+due, the store commits it in the same atomic step that claims it (``fire_due``): a batch
+of timers costs one round trip and no deciding, and the next batch is fired while this one
+is logged, so a burst of timers falling due together is fired as fast as Redis commits.
+While a full batch is due, the worker's new commands wait for it (``caught_up``). Nothing
+about it is trusted blindly:
 
 * any commit of the rental drops its prepared commits (they were decided on the record it
   replaces), so an event, a request or another timer that moves the rental first wins, and
@@ -113,6 +115,7 @@ class TimerRunner:
         #: The next batch, fired by the store while the last one is handled in Python.
         self._ahead: Future[tuple[TimerRound, datetime]] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._closing = False
         self._lock = threading.Lock()
 
     @property
@@ -139,7 +142,7 @@ class TimerRunner:
         if self.prepares:
             ahead, self._ahead = self._ahead, None
             round_, committed_at = ahead.result() if ahead is not None else self._fire_due()
-            if len(round_.fired) + len(round_.claimed) >= self.batch:
+            if len(round_.fired) + len(round_.claimed) >= self.batch and not self._closing:
                 # More is due: the store fires the next batch while this one is handled.
                 self._ahead = self._executor().submit(self._fire_due)
             for done in round_.fired:
@@ -173,10 +176,13 @@ class TimerRunner:
         return self._pool
 
     def close(self) -> None:
-        """Handle a batch still being fired ahead (its log lines, listeners, counts)."""
+        """Handle a batch still being fired ahead (its log lines, listeners, counts),
+        firing nothing more ahead."""
         with self._lock:
-            while self._ahead is not None:
+            self._closing = True
+            if self._ahead is not None:
                 self._tick()
+            self._closing = False
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None

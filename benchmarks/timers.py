@@ -61,10 +61,20 @@ class ShiftedClock:
         return datetime.now(timezone.utc) + self.offset
 
 
+#: Steady runs per benchmark (the best is reported, with every run's p99).
+RUNS = 3
+#: ``--quick`` (the suite's smoke test): a shorter horizon, so a shorter lead.
+QUICK_HORIZON, QUICK_LEAD = timedelta(seconds=2), timedelta(seconds=3)
+#: How long the loop runs before the window opens in the steady run: the horizon and a
+#: few seconds to decide the window's timers.
+LEAD = DEFAULT_HORIZON + timedelta(seconds=4)
+
+
 def run(quick: bool, *, sizes: tuple[int, int] | None = None,
         sweep: bool = True) -> dict[str, Any]:
-    """Both runs; ``sweep=False`` fires timers only and leaves the commands in the
-    outbox: what firing would cost if the outbox had a thread of its own."""
+    """The steady runs and the cold start; ``sweep=False`` fires timers only and leaves
+    the commands in the outbox: what firing would cost if the outbox had a thread of its
+    own."""
     lead, horizon = (QUICK_LEAD, QUICK_HORIZON) if quick else (LEAD, DEFAULT_HORIZON)
     runs = [run_once(quick, sizes=sizes, sweep=sweep, lead=lead, horizon=horizon)
             for _ in range(1 if quick else RUNS)]
@@ -76,17 +86,6 @@ def run(quick: bool, *, sizes: tuple[int, int] | None = None,
     steady["cold_start"] = {k: v for k, v in cold.items()
                             if k not in ("mode", "pending", "due_within_1s", "histogram_ms")}
     return steady
-
-
-#: Steady runs per benchmark (the best is reported, with every run's p99).
-RUNS = 3
-#: ``--quick`` (the suite's smoke test): a shorter horizon, so a shorter lead.
-QUICK_HORIZON, QUICK_LEAD = timedelta(seconds=2), timedelta(seconds=3)
-
-
-#: How long the loop runs before the window opens in the steady run: the horizon and a
-#: few seconds to decide the window's timers.
-LEAD = DEFAULT_HORIZON + timedelta(seconds=4)
 
 
 def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool = True,

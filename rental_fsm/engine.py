@@ -175,12 +175,7 @@ class Engine:
         """What follows a planned transition that was committed: the log line and the
         listeners (the abort watch is part of the commit)."""
         rental, after, decision = planned.before, planned.commit.rental, planned.decision
-        log.info(
-            "rental.transitioned", rental_id=rental.rental_id, vehicle_id=rental.vehicle_id,
-            trigger=decision.trigger, source=decision.source.value,
-            dest=decision.dest.value, version=after.version,
-            effects=[e.value for e in decision.effects], event_id=planned.commit.event_id,
-        )
+        log.info("rental.transitioned", **transition_fields(planned))
         self._notify(rental, after, decision)
         return Applied(CommitOutcome.APPLIED, after, decision, rental)
 
@@ -219,6 +214,16 @@ class Engine:
             except Exception:  # a listener must never undo or block a committed transition
                 log.exception("listener.failed", rental_id=after.rental_id,
                               listener=getattr(listener, "__name__", repr(listener)))
+
+
+def transition_fields(planned: Planned) -> dict[str, Any]:
+    """The fields of the ``rental.transitioned`` log line of a committed transition."""
+    rental, decision = planned.before, planned.decision
+    return {"rental_id": rental.rental_id, "vehicle_id": rental.vehicle_id,
+            "trigger": decision.trigger, "source": decision.source.value,
+            "dest": decision.dest.value, "version": planned.commit.rental.version,
+            "effects": [e.value for e in decision.effects],
+            "event_id": planned.commit.event_id}
 
 
 def overtaken_entries(

@@ -223,6 +223,8 @@ class _Run:
         self._denied = isinstance(result, Mapping) and result.get("error") == "NotAuthorized"
         rid = self.rental_id
         try:
+            if op != "start" and "vehicle_state" in entry:  # the state it decided on
+                self._seed_vehicle(self.store.get(rid).vehicle_id, entry)
             if op == "start":
                 vehicle_id = str(args.get("vehicle_id"))
                 customer_id = str(args.get("customer_id"))
@@ -232,13 +234,10 @@ class _Run:
                         rid, vehicle_id=vehicle_id, customer_id=customer_id,
                         customer_status=str(args.get("customer_status", "IDLE")))
             elif op == "end":
-                self._seed_vehicle(self.store.get(rid).vehicle_id, entry)
                 self.orch.end_rental(rid)
             elif op == "force_end":
                 self.orch.force_end(rid, reason=str(args.get("reason", "customer_service")))
             else:
-                if "vehicle_state" in entry:
-                    self._seed_vehicle(self.store.get(rid).vehicle_id, entry)
                 getattr(self.orch, op)(rid)
         except UnansweredCall:
             raise

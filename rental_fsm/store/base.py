@@ -130,7 +130,7 @@ class PreparedTimer:
 
     due: DueTimer
     commit: Commit
-    #: What the firing is logged as (trigger, source, dest, version, vehicle_id, effects).
+    #: What the firing is logged as (``engine.transition_fields``).
     summary: Mapping[str, Any]
     #: The runner that decided it (``fire_due`` may be asked to fire only its own).
     owner: str = ""

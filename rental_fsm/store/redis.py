@@ -115,7 +115,7 @@ end
 #: id, active ('1'|'0'), ttl ms ('0' = none), n timers, n effects, n log entries, abort
 #: watch ms ('0' = none), then the timer triples, the (effect id, JSON) pairs and the
 #: log-entry tails. The commit script calls it with KEYS and ARGV; the timer script with
-#: a prepared commit's keys and arguments (``PREPARED_TIMERS_LUA``). Every commit drops
+#: a prepared commit's keys and arguments (``_FIRE_DUE_LUA``). Every commit drops
 #: the rental's prepared timer commits: they were decided on the record it replaces.
 COMMIT_RENTAL_LUA = SYNC_TIMERS_LUA + APPEND_ENTRIES_LUA + """
 local function commit_rental(K, A)
@@ -267,7 +267,7 @@ return out
 #: Prepared timers (``upcoming_timers``, ``prepare_timers``, ``fire_due``). A rental's
 #: prepared commit is the list ``{ns}:prepared:<rental_id>``: member, due ms, owner,
 #: summary JSON, vehicle id, customer id, then the commit script's ARGV, decided ahead
-#: (its KEYS are built from the ids: ``commit_keys_lua``; a list, so the firing script
+#: (its KEYS are built from the ids: ``COMMIT_KEYS_LUA``; a list, so the firing script
 #: reads it with no decoding, and short, as every element costs). One per rental, its
 #: next timer's: the first of its timers to fire drops the others anyway. While a timer is
 #: being decided the list holds one mark, ``lease:<until ms>``. Keys are built from
@@ -330,11 +330,6 @@ end
 return kept
 """
 
-#: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers prefix, prepared prefix,
-#: tolerance ms, owner ('' = any), key prefix. ``claim_due``'s script, except that a claimed timer
-#: with a prepared commit (the owner's) due at most the tolerance ago is committed here
-#: (``commit_rental``). Returns
-#: {fired: member, due ms, summary, ...} and {claimed: member, score, ...}.
 #: Lua fragment: ``Keys.commit_keys`` of a rental, built from the namespace's key prefix
 #: (``{ns}:``) as Keys builds them (tests/store/test_redis_store.py checks they agree).
 COMMIT_KEYS_LUA = """
@@ -347,6 +342,11 @@ local function commit_keys(p, rid, vid, cid)
 end
 """
 
+#: KEYS: zset. ARGV: now ms, limit, lease ms, rental-timers prefix, prepared prefix,
+#: tolerance ms, owner ('' = any), key prefix. ``claim_due``'s script, except that a
+#: claimed timer with a prepared commit (the owner's) due at most the tolerance ago is
+#: committed here (``commit_rental``). Returns {fired: member, due ms, summary, ...} and
+#: {claimed: member, score, ...}.
 _FIRE_DUE_LUA = COMMIT_RENTAL_LUA + COMMIT_KEYS_LUA + MEMBER_LUA + """
 local now, lease, tolerance = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[6])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
@@ -374,15 +374,7 @@ for i = 1, #due, 2 do
       end
     end
   end
-  if not done then
-    if parts and redis.call('HGET', ARGV[4] .. parts[1], parts[2]) == m then
-      redis.call('ZADD', KEYS[1], now + lease, m)
-      claimed[#claimed + 1] = m
-      claimed[#claimed + 1] = due[i + 1]
-    else
-      redis.call('ZREM', KEYS[1], m)
-    end
-  end
+  if not done then lease_or_drop(KEYS[1], m, due[i + 1], now, lease, ARGV[4], claimed) end
 end
 return {fired, claimed}
 """

@@ -80,7 +80,9 @@ end
 
 #: Lua fragment: ``member_parts(m)`` is the queue member's {rental id, timer name, token},
 #: or nil for a member that does not decode; ``armed(m, prefix)`` the same, but only
-#: while the rental still holds it (its ``{ns}:rental-timers:`` map, built from prefix).
+#: while the rental still holds it (its ``{ns}:rental-timers:`` map, built from prefix);
+#: ``lease_or_drop`` claims a due member still armed (re-scored to now + lease, appended
+#: with its score to ``out``) and removes one that is not.
 MEMBER_LUA = """
 local function member_parts(m)
   local ok, parts = pcall(cjson.decode, m)
@@ -95,6 +97,16 @@ local function armed(m, prefix)
   local parts = member_parts(m)
   if parts and redis.call('HGET', prefix .. parts[1], parts[2]) == m then return parts end
   return nil
+end
+
+local function lease_or_drop(zset, m, score, now, lease, prefix, out)
+  if armed(m, prefix) then
+    redis.call('ZADD', zset, now + lease, m)
+    out[#out + 1] = m
+    out[#out + 1] = score
+  else
+    redis.call('ZREM', zset, m)
+  end
 end
 """
 
@@ -130,14 +142,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
                        'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for i = 1, #due, 2 do
-  local m = due[i]
-  if armed(m, ARGV[4]) then
-    redis.call('ZADD', KEYS[1], now + lease, m)
-    out[#out + 1] = m
-    out[#out + 1] = due[i + 1]
-  else
-    redis.call('ZREM', KEYS[1], m)
-  end
+  lease_or_drop(KEYS[1], due[i], due[i + 1], now, lease, ARGV[4], out)
 end
 return out
 """

@@ -43,7 +43,7 @@ import structlog
 
 from ..clock import Clock
 from ..config import DEFAULT_TIMER_HORIZON
-from ..engine import Engine, Planned
+from ..engine import Engine, Planned, transition_fields
 from ..errors import RentalNotFound, TransitionError, VersionConflict
 from ..model import format_time
 from ..store.base import (
@@ -103,7 +103,7 @@ class TimerRunner:
         self._scanned_to: datetime | None = None
         #: What this runner prepared, by queue member, until it fires or cannot any more;
         #: ``_planned_order`` holds the members in the order they were prepared (by due).
-        self._planned: dict[str, tuple[DueTimer, Planned]] = {}
+        self._planned: dict[str, Planned] = {}
         self._planned_order: deque[tuple[datetime, str]] = deque()
         #: Work done by the last ``tick`` (timers fired and prepared), for the loop.
         self.last_work = 0
@@ -217,15 +217,10 @@ class TimerRunner:
                                            inputs=[self._entry(due, due_at)], now=due_at)
             except TransitionError:
                 continue  # the ordinary path decides it again when due, and reports
-            decision = planned.decision
-            prepared.append(PreparedTimer(due, planned.commit, {
-                "trigger": decision.trigger, "source": decision.source.value,
-                "dest": decision.dest.value, "version": planned.commit.rental.version,
-                "vehicle_id": rental.vehicle_id,
-                "effects": [e.value for e in planned.commit.effects],
-            }, self.owner))
+            prepared.append(PreparedTimer(due, planned.commit, transition_fields(planned),
+                                          self.owner))
             text = member(due.rental_id, due.timer, due.token)
-            self._planned[text] = (due, planned)
+            self._planned[text] = planned
             self._planned_order.append((due.due_at, text))
         kept = self.store.prepare_timers(prepared)
         self.stats.prepared += kept
@@ -285,18 +280,14 @@ class TimerRunner:
         mine = self._planned.pop(done.member, None)
         self.stats.fired_prepared += 1
         if mine is not None:
-            self.engine.committed(mine[1])
-            self._fired(done.due, committed_at)
-            return
-        try:
-            summary = dict(json.loads(done.summary))
-        except (ValueError, TypeError):  # only this log line reads it
-            summary = {}
-        log.info("rental.transitioned", rental_id=done.due.rental_id,
-                 vehicle_id=summary.get("vehicle_id"), trigger=summary.get("trigger"),
-                 source=summary.get("source"), dest=summary.get("dest"),
-                 version=summary.get("version"), effects=summary.get("effects"),
-                 event_id=done.due.event_id)
+            self.engine.committed(mine)
+        else:
+            try:
+                summary = dict(json.loads(done.summary))
+            except (ValueError, TypeError):  # only this log line reads it
+                summary = {}
+            summary.update(rental_id=done.due.rental_id, event_id=done.due.event_id)
+            log.info("rental.transitioned", **summary)
         self._fired(done.due, committed_at)
 
     def _stale(self, due: DueTimer) -> None:

@@ -146,15 +146,20 @@ class Rig:
                                     clock=self.clock)
         self.rentals: list[str] = []
 
+    def deliver(self) -> int:
+        """Hand the fleet's events to the handler (no timers or effects run first);
+        return how many."""
+        events, self.fleet.events = self.fleet.events, []
+        for event in events:
+            self.handler.handle(json.dumps(event), content_type="application/json",
+                                queue="oneapi.VehicleState")
+        return len(events)
+
     def settle(self) -> None:
         """Deliver the fleet's events and run effects until nothing is left."""
         for _ in range(50):
             busy = self.orch.run_pending()
-            events, self.fleet.events = self.fleet.events, []
-            for event in events:
-                self.handler.handle(json.dumps(event), content_type="application/json",
-                                    queue="oneapi.VehicleState")
-            if not busy and not events:
+            if not self.deliver() and not busy:
                 return
 
     def wait(self, seconds: int = 1) -> None:

@@ -21,21 +21,13 @@ from rental_fsm.replay import replay
 recorder = load_recorder()
 
 
-def _deliver(rig: Any) -> None:
-    """Hand the fleet's events to the handler without ticking timers first."""
-    events, rig.fleet.events = rig.fleet.events, []
-    for event in events:
-        rig.handler.handle(json.dumps(event), content_type="application/json",
-                           queue="oneapi.VehicleState")
-
-
 def _confirmed_after_the_timeout_was_due(rig: Any, late: timedelta) -> None:
     rig.fleet.plan["V1"].append("ran_late")  # the unlock answers nothing, then runs
     rig.start("late-confirm")
     rig.wait(44)
     rig.clock.advance(late)  # the start timeout is now due; no tick ran yet
     rig.fleet.run_late("V1")  # the unlock happened: UNLOCKED, driving enabled
-    _deliver(rig)
+    rig.deliver()
     rig.settle()
     rig.wait(3)
 

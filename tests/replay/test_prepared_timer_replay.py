@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from replay_helpers import load_recorder
 
@@ -15,14 +14,6 @@ from rental_fsm.model import Timer, format_time
 from rental_fsm.replay import replay
 
 recorder = load_recorder()
-
-
-def _deliver(rig: Any) -> None:
-    """Hand the fleet's events to the handler without ticking timers first."""
-    events, rig.fleet.events = rig.fleet.events, []
-    for event in events:
-        rig.handler.handle(json.dumps(event), content_type="application/json",
-                           queue="oneapi.VehicleState")
 
 
 def test_a_prepared_timer_after_an_event_of_its_instant_replays_exactly(
@@ -36,7 +27,7 @@ def test_a_prepared_timer_after_an_event_of_its_instant_replays_exactly(
     assert rig.orch.timers.stats.prepared >= 1
     rig.clock.set(due + timedelta(milliseconds=300))
     rig.fleet.change("V1", doors_status="CLOSED")  # no interaction: only recorded
-    _deliver(rig)
+    rig.deliver()
     rig.clock.set(due + timedelta(milliseconds=500))
     fired = rig.orch.timers.tick()  # the store fires the prepared auto-cancel
     assert [d.timer for d in fired] == [Timer.AUTO_CANCEL]

@@ -30,9 +30,8 @@ def _merged_before_logged(rig: Any, op: str) -> None:
             rig.store.merge_vehicle_state(event["data"]["vehicle_id"], state)
     rig.wait(0)
     getattr(rig.orch, op)("keyless")
-    for event in events:
-        rig.handler.handle(json.dumps(event), content_type="application/json",
-                           queue="oneapi.VehicleState")
+    rig.fleet.events = events + rig.fleet.events
+    rig.deliver()
     rig.settle()
 
 

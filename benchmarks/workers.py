@@ -66,11 +66,14 @@ def log_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str]) -> int
 
 def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],
                    expected: int, *, timeout_s: float, procs: Sequence[Any] = (),
-                   poll_s: float = 0.1) -> tuple[float, int]:
-    """Wait until the logs hold ``expected`` lines; returns (seconds from the first line
-    seen to the last, lines done in that time). Stops early when progress stalls 5 s."""
+                   poll_s: float = 0.05) -> tuple[float, int]:
+    """Wait until the logs hold ``expected`` lines; returns (seconds from the last poll
+    that saw no progress to the one that saw them all, lines done in that time). The work
+    began after that poll, so the time is an upper bound (by ``poll_s`` at most) and is
+    never zero, even when everything lands between two polls. Stops early when progress
+    stalls 5 s."""
     base = log_lines(client, keys, rental_ids)
-    first_t, first_n = 0.0, base
+    idle_t, first_t = time.perf_counter(), 0.0
     last_n, last_change = base, time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -79,9 +82,11 @@ def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],
         if n != last_n:
             last_n, last_change = n, time.monotonic()
             if not first_t:
-                first_t, first_n = now, n
+                first_t = idle_t
+        elif not first_t:
+            idle_t = now
         if n >= expected:
-            return now - first_t, n - first_n
+            return now - first_t, n - base
         if first_t and time.monotonic() - last_change > 5:
             break
         if any(p.poll() is not None for p in procs):

@@ -45,3 +45,16 @@ def test_quick_run_writes_every_field(redis_client, amqp_connection, tmp_path: P
     assert result["timers"]["fired_exactly_once"]["value"] == result["timers"]["due_within_1s"]
     assert result["replay"]["status"] in ("ok", "skipped: replay not available")
     assert "figure" in proc.stdout  # the human-readable table
+
+
+def test_progress_that_lands_between_two_polls_still_has_a_duration(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found when a fast worker did the whole quick run between two polls: the duration
+    was 0 and the throughput a ZeroDivisionError. It is now measured from the last poll
+    that saw no progress, so it is an upper bound, never zero."""
+    from benchmarks import workers
+
+    counts = iter([0, 0, 0, 600])
+    monkeypatch.setattr(workers, "log_lines", lambda *a: next(counts))
+    elapsed, lines = workers.wait_for_lines(None, None, [], 600, timeout_s=5, poll_s=0.01)  # type: ignore[arg-type]
+    assert lines == 600
+    assert 0.005 < elapsed < 1

@@ -13,13 +13,13 @@ the ``central_lock`` field of CentralLockChanged, and the accepted event type na
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from .. import jsonfast
 from ..errors import InvalidInput, MalformedEvent
 from ..ids import check_id
 from ..model import format_time, parse_time
@@ -150,7 +150,7 @@ def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> M
         if size > MAX_BODY_BYTES:
             raise MalformedEvent(f"body of {size} bytes exceeds {MAX_BODY_BYTES}")
         try:
-            parsed = json.loads(body)
+            parsed = jsonfast.loads(body)
         except RecursionError:
             raise MalformedEvent("JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:

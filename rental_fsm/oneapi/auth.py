@@ -10,13 +10,13 @@ tokens never appear in a repr, an exception message or a log line: the secret st
 from __future__ import annotations
 
 import base64
-import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from .. import jsonfast
 from ..clock import Clock, SystemClock
 from ..config import Secret
 from ..errors import InvalidResponse
@@ -135,7 +135,7 @@ def _parse_token(response: RawResponse, what: str) -> tuple[str, timedelta]:
         )
 
     try:
-        data = json.loads(response.body)
+        data = jsonfast.loads(response.body)
     except ValueError as exc:
         raise bad("body is not JSON") from exc
     if not isinstance(data, dict):

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import requests
 import structlog
 
+from .. import jsonfast
 from ..clock import Clock, SystemClock
 from ..config import Secret
 from ..errors import InvalidResponse, OutcomeUnknown
@@ -259,7 +260,7 @@ class OneAPIClient:
                 now=self._clock.now(),
             )
         try:
-            data = json.loads(response.body) if response.body.strip() else None
+            data = jsonfast.loads(response.body) if response.body.strip() else None
         except ValueError as exc:
             raise self._invalid(what, "body is not JSON", response, vehicle_id) from exc
         if data is None and not allow_empty:

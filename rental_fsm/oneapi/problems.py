@@ -9,12 +9,12 @@ body) as :class:`OutcomeUnknown`: the vehicle may have executed the command.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+from .. import jsonfast
 from ..errors import (
     AuthenticationFailed,
     AuthorizationServerError,
@@ -84,7 +84,7 @@ def normalise_type(problem_type: object) -> str | None:
 def parse_problem(body: bytes) -> Mapping[str, object] | None:
     """The problem-details object, or None when the body is not one."""
     try:
-        data = json.loads(body) if body else None
+        data = jsonfast.loads(body) if body else None
     except ValueError:
         return None
     if isinstance(data, Mapping) and isinstance(data.get("type"), str):

@@ -9,12 +9,12 @@ really a damaged file. Unknown fields are kept and ignored (later versions add f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import jsonfast
 from ..errors import LogFormatError
 from ..model import parse_time
 from ..store.base import LOG_FORMAT_VERSION, LOG_KINDS
@@ -100,7 +100,7 @@ def by_rental(lines: Iterable[LogLine]) -> dict[str, list[LogLine]]:
 
 def _entry(text: str, path: str, number: int) -> dict[str, Any]:
     try:
-        entry = json.loads(text)
+        entry = jsonfast.loads(text)
     except ValueError as exc:
         raise LogFormatError(path, number, f"not JSON: {exc}") from None
     if not isinstance(entry, dict):

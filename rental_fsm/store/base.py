@@ -9,7 +9,6 @@ suite (tests/store): ``InMemoryRentalStore`` and ``RedisRentalStore``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Protocol, TextIO
 
+from .. import jsonfast
 from ..config import DEFAULT_NAMESPACE
 from ..errors import InvalidInput, RentalFSMError, RentalNotFound, StoreUnavailable
 from ..model import Effect, Rental, parse_time
@@ -225,7 +225,7 @@ def log_entry_tail(rental_id: str, entry: Mapping[str, Any]) -> str:
     """
     body = {"rental_id": rental_id}
     body.update((k, v) for k, v in entry.items() if k not in STORE_LOG_FIELDS)
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)[1:]
+    return jsonfast.dumps(body)[1:]
 
 
 def complete_log_line(seq: int, tail: str) -> str:
@@ -237,7 +237,7 @@ def write_jsonl(lines: Iterable[Mapping[str, Any]], stream: TextIO) -> int:
     """Write entries as JSON Lines; return how many were written."""
     count = 0
     for entry in lines:
-        stream.write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + "\n")
+        stream.write(jsonfast.dumps(entry) + "\n")
         count += 1
     return count
 

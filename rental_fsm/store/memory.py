@@ -7,12 +7,12 @@ measured on the injected clock and applied lazily when a rental is read.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from .. import jsonfast
 from ..clock import Clock, SystemClock
 from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import (
@@ -153,7 +153,7 @@ class InMemoryRentalStore:
                 del self._vehicle_active[rental.vehicle_id]
             if self._customer_active.get(rental.customer_id) == rid:
                 del self._customer_active[rental.customer_id]
-        self._records[rid] = json.dumps(rental.to_dict(), separators=(",", ":"))
+        self._records[rid] = jsonfast.dumps(rental.to_dict())
         self._prepared.pop(rid, None)  # decided on the record this replaces
         if event_id is not None:
             self._applied.setdefault(rid, set()).add(event_id)
@@ -170,7 +170,7 @@ class InMemoryRentalStore:
         if text is None:
             raise RentalNotFound(rental_id)
         try:
-            return Rental.from_dict(json.loads(text))
+            return Rental.from_dict(jsonfast.loads(text))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptRecord(f"memory:rental:{rental_id}", repr(exc)) from exc
 
@@ -245,7 +245,7 @@ class InMemoryRentalStore:
                     try:
                         if self.commit(item.commit) is CommitOutcome.APPLIED:
                             fired.append(FiredTimer(
-                                item.due, json.dumps(dict(item.summary)),
+                                item.due, jsonfast.dumps(dict(item.summary)),
                                 member(due.rental_id, due.timer, due.token)))
                             continue
                     except RentalFSMError:
@@ -277,13 +277,13 @@ class InMemoryRentalStore:
             stored = self._load(rental_id)
             if expected_version is not None and stored.version != expected_version:
                 raise VersionConflict(rental_id, expected_version)
-            return [json.loads(line) for line in self._append(rental_id, entries)]
+            return [jsonfast.loads(line) for line in self._append(rental_id, entries)]
 
     def log(self, rental_id: str) -> list[dict[str, Any]]:
         with self._lock:
             self._expire(rental_id)
             lines = list(self._logs.get(rental_id, ()))
-        return [json.loads(line) for line in lines]
+        return [jsonfast.loads(line) for line in lines]
 
     def export_jsonl(self, rental_ids: Iterable[str], stream: TextIO) -> int:
         return sum(write_jsonl(self.log(rid), stream) for rid in rental_ids)
@@ -343,7 +343,7 @@ class InMemoryRentalStore:
             state = self._vstate.setdefault(vehicle_id, {})
             for name, (us, prop) in stamped.items():
                 if name not in state or us > state[name][0]:
-                    state[name] = (us, json.loads(json.dumps(prop)))
+                    state[name] = (us, jsonfast.loads(jsonfast.dumps(prop)))
             return self._state_copy(vehicle_id)
 
     def vehicle_state(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
@@ -352,16 +352,16 @@ class InMemoryRentalStore:
 
     def _state_copy(self, vehicle_id: str) -> dict[str, dict[str, Any]]:
         state = self._vstate.get(vehicle_id, {})
-        return {name: json.loads(json.dumps(prop)) for name, (_, prop) in state.items()}
+        return {name: jsonfast.loads(jsonfast.dumps(prop)) for name, (_, prop) in state.items()}
 
     def set_capabilities(self, vehicle_id: str, capabilities: Mapping[str, Any]) -> None:
         with self._lock:
-            self._caps[vehicle_id] = json.dumps(dict(capabilities))
+            self._caps[vehicle_id] = jsonfast.dumps(dict(capabilities))
 
     def capabilities(self, vehicle_id: str) -> dict[str, Any] | None:
         with self._lock:
             text = self._caps.get(vehicle_id)
-        return None if text is None else dict(json.loads(text))
+        return None if text is None else dict(jsonfast.loads(text))
 
     def remember_abort(self, vehicle_id: str, rental_id: str, ttl: timedelta) -> None:
         with self._lock:

@@ -21,7 +21,6 @@ to commit over it).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO, cast
@@ -29,6 +28,7 @@ from typing import Any, TextIO, cast
 import redis
 from redis.cluster import RedisCluster
 
+from .. import jsonfast
 from ..config import DEFAULT_RETENTION_DAYS
 from ..errors import (
     CorruptRecord,
@@ -400,8 +400,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+_dumps = jsonfast.dumps
 
 
 class RedisRentalStore:
@@ -474,7 +473,7 @@ class RedisRentalStore:
 
     def _decode_rental(self, rental_id: str, raw: bytes) -> Rental:
         try:
-            return Rental.from_dict(json.loads(raw))
+            return Rental.from_dict(jsonfast.loads(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptRecord(self.keys.rental(rental_id), repr(exc)) from exc
 
@@ -689,7 +688,7 @@ class RedisRentalStore:
             reply = cast(list[Any], self._append_log(keys, [version, *tails]))
         first = _append_status(reply, rental_id, expected_version, self.keys)
         return [
-            json.loads(complete_log_line(first + i, tail)) for i, tail in enumerate(tails)
+            jsonfast.loads(complete_log_line(first + i, tail)) for i, tail in enumerate(tails)
         ]
 
     def log(self, rental_id: str) -> list[dict[str, Any]]:
@@ -697,7 +696,7 @@ class RedisRentalStore:
         with redis_errors("read log"):
             lines = cast(list[bytes], self._client.lrange(key, 0, -1))
         try:
-            return [dict(json.loads(line)) for line in lines]
+            return [dict(jsonfast.loads(line)) for line in lines]
         except ValueError as exc:
             raise CorruptRecord(key, repr(exc)) from exc
 
@@ -717,7 +716,7 @@ class RedisRentalStore:
         with redis_errors("read outbox"):
             raw = cast(dict[bytes, bytes], self._client.hgetall(key))
         try:
-            entries = [OutboxEntry.from_dict(json.loads(v)) for v in raw.values()]
+            entries = [OutboxEntry.from_dict(jsonfast.loads(v)) for v in raw.values()]
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptRecord(key, repr(exc)) from exc
         if not entries:  # e.g. the outbox expired with its ended rental: stop listing it
@@ -770,7 +769,7 @@ class RedisRentalStore:
     @staticmethod
     def _decode_state(key: str, raw: Mapping[bytes, bytes]) -> dict[str, dict[str, Any]]:
         try:
-            return {_text(k): dict(json.loads(v)) for k, v in raw.items()}
+            return {_text(k): dict(jsonfast.loads(v)) for k, v in raw.items()}
         except ValueError as exc:
             raise CorruptRecord(key, repr(exc)) from exc
 
@@ -802,7 +801,7 @@ class RedisRentalStore:
         if raw is None:
             return None
         try:
-            return dict(json.loads(raw))
+            return dict(jsonfast.loads(raw))
         except ValueError as exc:
             raise CorruptRecord(self.keys.capabilities(vehicle_id), repr(exc)) from exc
 
@@ -816,7 +815,7 @@ def _due_timers(flat: Sequence[Any]) -> list[DueTimer]:
 def _decode_whole_state(key: str, whole: bytes) -> dict[str, dict[str, Any]]:
     """A vehicle state the read script returned as one JSON object."""
     try:
-        state = json.loads(whole)
+        state = jsonfast.loads(whole)
     except ValueError as exc:
         raise CorruptRecord(key, repr(exc)) from exc
     if not all(isinstance(v, dict) for v in state.values()):

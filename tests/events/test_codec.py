@@ -168,3 +168,13 @@ def test_any_input_is_classified_or_rejected_with_our_error(body: bytes | str) -
     except MalformedEvent:
         return
     assert isinstance(result, (VehicleEvent, IgnoredEvent))
+
+
+def test_nan_in_an_event_is_malformed_not_stored() -> None:
+    """NaN is not JSON (RFC 8259 §6): storing it would make the vehicle state unreadable
+    to any other JSON reader, so the event is dead-lettered with the reason."""
+    body = json.dumps(envelope(data={"vehicle_id": "V1", "vehicle_state": {
+        "fuel_level": {"timestamp": "2024-02-19T13:22:05Z", "value": float("nan")}}}))
+    assert "NaN" in body
+    with pytest.raises(MalformedEvent, match="not JSON"):
+        decode(body.encode())

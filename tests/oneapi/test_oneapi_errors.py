@@ -230,3 +230,11 @@ def test_a_repeating_cursor_does_not_loop_forever() -> None:
     client = canned_client({"/vehicles": (200, b'{"items": [], "next_cursor": "same"}')})
     with pytest.raises(errors.InvalidResponse, match="cursor repeats"):
         list(client.iter_vehicles())
+
+
+def test_nan_in_a_response_is_refused_not_stored() -> None:
+    """NaN is not JSON (RFC 8259 §6); taken in, it would be written to the store as null."""
+    body = b'{"fuel_level": {"value": NaN, "timestamp": "2026-01-01T00:00:00Z"}}'
+    client = canned_client({"/vehicles/V/latest-vehicle-state": (200, body)})
+    with pytest.raises(errors.InvalidResponse, match="body is not JSON"):
+        client.latest_vehicle_state("V")

@@ -33,6 +33,7 @@ def _error(path: Path) -> LogFormatError:
 
 @pytest.mark.parametrize(("bad", "reason"), [
     ("{not json", "not JSON"),
+    (_line(kind="event", lat=float("nan")), "not JSON"),  # RFC 8259 §6: NaN is not JSON
     ("[1, 2]", "not a JSON object"),
     (_line(kind="teleport"), "unknown kind 'teleport'"),
     (_line(kind=[]), "unknown kind []"),  # unhashable: hypothesis found a TypeError here

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 #: Version of the stored rental record shape; bump it and migrate in ``from_dict``.
@@ -274,8 +275,13 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+@lru_cache(maxsize=4096)
 def format_time(dt: datetime) -> str:
-    """RFC 3339 UTC with ``Z`` and milliseconds, as rental-log.md asks."""
+    """RFC 3339 UTC with ``Z`` and milliseconds, as rental-log.md asks.
+
+    Cached like ``parse_time``: the codec writes every property's timestamp in this form
+    from the datetime ``parse_time`` just gave (equal instants give equal text, whatever
+    their time zone, so sharing an entry is safe)."""
     return utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -283,6 +289,14 @@ def parse_time(text: str) -> datetime:
     """Parse an RFC 3339 timestamp (``Z`` or offset) into an aware UTC datetime."""
     if not isinstance(text, str):
         raise ValueError(f"timestamp must be a string, got {type(text).__name__}")
+    return _parse_time(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_time(text: str) -> datetime:
+    """Cached: an event's timestamps are parsed by the codec, then again where the store
+    orders properties and checks log entries (five times an event); datetimes are
+    immutable, and errors are not cached."""
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")

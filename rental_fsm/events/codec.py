@@ -116,7 +116,9 @@ def decode(
             f"newer than {MAX_SCHEMA_MAJOR_VERSION}",
         )
     data = envelope_dict.get("data")
-    if not isinstance(data, Mapping):
+    # (dict, Mapping) on the event path: a parsed body is made of dicts, and the exact
+    # type check answers before the Mapping ABC's, which is several times slower.
+    if not isinstance(data, (dict, Mapping)):
         raise MalformedEvent(f"{envelope.type} {envelope.event_id}: 'data' must be an object")
     vehicle_id = _vehicle_id(data, envelope)
     if kind is EventKind.STATE_RECORDED:
@@ -135,7 +137,7 @@ def decode(
     vehicle = data.get("vehicle")
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
         raise MalformedEvent(f"VehicleChanged {envelope.event_id}: 'reasons' must be strings")
-    if vehicle is not None and not isinstance(vehicle, Mapping):
+    if vehicle is not None and not isinstance(vehicle, (dict, Mapping)):
         raise MalformedEvent(f"VehicleChanged {envelope.event_id}: 'vehicle' must be an object")
     return VehicleEvent(envelope, kind, vehicle_id, {}, tuple(reasons), vehicle)
 
@@ -143,7 +145,7 @@ def decode(
 def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> Mapping[str, Any]:
     if content_type is not None and content_type.strip().lower() not in JSON_CONTENT_TYPES:
         raise MalformedEvent(f"content type {content_type!r} is not JSON; not decoded")
-    if isinstance(body, Mapping):
+    if isinstance(body, (dict, Mapping)):
         parsed: Any = body
     else:
         size = len(body.encode() if isinstance(body, str) else body)
@@ -155,7 +157,7 @@ def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> M
             raise MalformedEvent("JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedEvent(f"not JSON: {exc}") from None
-    if not isinstance(parsed, Mapping):
+    if not isinstance(parsed, (dict, Mapping)):
         raise MalformedEvent(f"envelope must be a JSON object, got {type(parsed).__name__}")
     if _may_nest_deeper(body) and _depth(parsed) > MAX_DEPTH:
         raise MalformedEvent(f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -165,7 +167,7 @@ def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> M
 def _may_nest_deeper(body: bytes | str | Mapping[str, Any]) -> bool:
     """False when the body has too few brackets to nest deeper than MAX_DEPTH: counting
     them is cheap, walking the parsed value is not (it is skipped for every usual event)."""
-    if isinstance(body, Mapping):
+    if isinstance(body, (dict, Mapping)):
         return True
     if isinstance(body, str):
         return body.count("{") + body.count("[") > MAX_DEPTH
@@ -179,7 +181,7 @@ def _depth(value: Any) -> int:
         deepest = max(deepest, level)
         if level > MAX_DEPTH:
             return level
-        if isinstance(item, Mapping):
+        if isinstance(item, (dict, Mapping)):
             stack.extend((v, level + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)
@@ -188,7 +190,7 @@ def _depth(value: Any) -> int:
 
 def _envelope(envelope: Mapping[str, Any]) -> Envelope:
     metadata = envelope.get("metadata")
-    if not isinstance(metadata, Mapping):
+    if not isinstance(metadata, (dict, Mapping)):
         raise MalformedEvent("missing 'metadata' object")
     missing = [name for name in _REQUIRED_METADATA if name not in metadata]
     if missing:
@@ -220,13 +222,13 @@ def _vehicle_id(data: Mapping[str, Any], envelope: Envelope) -> str:
 
 def _properties(state: Any, envelope: Envelope) -> dict[str, dict[str, Any]]:
     where = f"{envelope.type} {envelope.event_id}"
-    if not isinstance(state, Mapping):
+    if not isinstance(state, (dict, Mapping)):
         raise MalformedEvent(f"{where}: vehicle state must be an object")
     properties: dict[str, dict[str, Any]] = {}
     for name, prop in state.items():
         if not isinstance(name, str) or not name.replace("_", "").isalnum() or len(name) > 64:
             raise MalformedEvent(f"{where}: bad property name {str(name)[:40]!r}")
-        if not isinstance(prop, Mapping) or "timestamp" not in prop or "value" not in prop:
+        if not isinstance(prop, (dict, Mapping)) or "timestamp" not in prop or "value" not in prop:
             raise MalformedEvent(f"{where}: property {name!r} needs 'timestamp' and 'value'")
         try:
             stamp = format_time(parse_time(prop["timestamp"]))

@@ -230,6 +230,9 @@ class VehicleState(Mapping[str, Property]):
         return max(found, key=lambda p: p.timestamp) if found else None
 
 
+_FUEL_LEVEL_CAPABILITIES = frozenset(n.upper() for n in FUEL_LEVEL_NAMES)
+
+
 def _upper(name: str) -> str:
     return name.upper().replace("-", "_")
 
@@ -243,7 +246,7 @@ class Capabilities:
 
     @classmethod
     def from_json(cls, data: object) -> Capabilities:
-        if not isinstance(data, Mapping):
+        if not isinstance(data, (dict, Mapping)):
             raise ValueError("capabilities: expected an object")
         lists = (data.get("commands", []), data.get("vehicle_state", []))
         for items in lists:
@@ -262,6 +265,6 @@ class Capabilities:
         Either fuel-level name answers for both, as the API renamed it (oneapi.md §5.1).
         """
         name = _upper(prop)
-        if name in (n.upper() for n in FUEL_LEVEL_NAMES):
-            return any(n.upper() in self.vehicle_state for n in FUEL_LEVEL_NAMES)
+        if name in _FUEL_LEVEL_CAPABILITIES:
+            return not _FUEL_LEVEL_CAPABILITIES.isdisjoint(self.vehicle_state)
         return name in self.vehicle_state

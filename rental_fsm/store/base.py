@@ -589,7 +589,7 @@ def decode_claim(text: str) -> tuple[str, datetime]:
 
 def timestamp_us(name: str, prop: Mapping[str, Any]) -> int:
     """A vehicle-state property's timestamp in epoch microseconds (exact in a double)."""
-    if not isinstance(prop, Mapping) or "timestamp" not in prop:
+    if not isinstance(prop, (dict, Mapping)) or "timestamp" not in prop:
         raise InvalidInput(f"properties.{name}", "must be {timestamp, value}")
     try:
         when = parse_time(prop["timestamp"])

@@ -48,7 +48,7 @@ def has_key(caps: Capabilities) -> bool:
 
 def value(state: State, prop: str) -> Any:
     entry = state.get(prop)
-    return entry.get("value") if isinstance(entry, (dict, Mapping)) else None
+    return entry.get("value") if isinstance(entry, Mapping) else None
 
 
 def vehicle_facts(
@@ -79,7 +79,7 @@ def _fresh(reading: Reading, props: Collection[str], since: datetime | None) -> 
     """Did this update bring at least one of ``props``, captured after ``since``?"""
     for prop in props:
         entry = reading.touched.get(prop)
-        if not isinstance(entry, (dict, Mapping)):
+        if not isinstance(entry, Mapping):
             continue
         if since is None:
             return True

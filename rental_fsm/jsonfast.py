@@ -1,10 +1,11 @@
 """JSON on the hot path: orjson's speed, the standard library's reach.
 
 Every event is decoded once, and its log entry, vehicle state and rental record are
-encoded and decoded again in the store; with the stdlib ``json`` that was a fifth of a
-worker's time (docs/performance.rst). orjson is several times faster but refuses a few
-things ``json`` takes (integers beyond 64 bits, non-string keys, lone surrogates); those
-go to the standard library, so nothing that was accepted before is refused now.
+encoded and decoded again in the store; with the stdlib ``json`` that was about a fifth
+of the worker's consumer thread (a py-spy profile, 2026-12-02). orjson is several times
+faster but refuses a few things ``json`` takes (integers beyond 64 bits, non-string keys,
+lone surrogates); those go to the standard library, so nothing that was accepted
+before is refused now.
 
 One difference on purpose: ``NaN`` and ``Infinity`` are not JSON (RFC 8259 §6), and
 ``loads`` refuses them (the stdlib accepts them); an event carrying one is dead-lettered

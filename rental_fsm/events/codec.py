@@ -137,7 +137,7 @@ def decode(
     vehicle = data.get("vehicle")
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
         raise MalformedEvent(f"VehicleChanged {envelope.event_id}: 'reasons' must be strings")
-    if vehicle is not None and not isinstance(vehicle, (dict, Mapping)):
+    if vehicle is not None and not isinstance(vehicle, Mapping):
         raise MalformedEvent(f"VehicleChanged {envelope.event_id}: 'vehicle' must be an object")
     return VehicleEvent(envelope, kind, vehicle_id, {}, tuple(reasons), vehicle)
 
@@ -145,7 +145,7 @@ def decode(
 def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> Mapping[str, Any]:
     if content_type is not None and content_type.strip().lower() not in JSON_CONTENT_TYPES:
         raise MalformedEvent(f"content type {content_type!r} is not JSON; not decoded")
-    if isinstance(body, (dict, Mapping)):
+    if isinstance(body, Mapping):
         parsed: Any = body
     else:
         size = len(body.encode() if isinstance(body, str) else body)
@@ -167,7 +167,7 @@ def _parse(body: bytes | str | Mapping[str, Any], content_type: str | None) -> M
 def _may_nest_deeper(body: bytes | str | Mapping[str, Any]) -> bool:
     """False when the body has too few brackets to nest deeper than MAX_DEPTH: counting
     them is cheap, walking the parsed value is not (it is skipped for every usual event)."""
-    if isinstance(body, (dict, Mapping)):
+    if isinstance(body, Mapping):
         return True
     if isinstance(body, str):
         return body.count("{") + body.count("[") > MAX_DEPTH
@@ -181,7 +181,7 @@ def _depth(value: Any) -> int:
         deepest = max(deepest, level)
         if level > MAX_DEPTH:
             return level
-        if isinstance(item, (dict, Mapping)):
+        if isinstance(item, Mapping):
             stack.extend((v, level + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, level + 1) for v in item)

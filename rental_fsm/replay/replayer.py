@@ -148,10 +148,12 @@ class _Run:
         self._advance(at)
         kind = line.kind
         if kind == "request":
-            self._request(entry)
+            with self._deciding_at(self._decided_at(index, at)):
+                self._request(entry)
         elif kind == "event":
-            self.handler.handle(_dumps(entry["event"]), content_type="application/json",
-                                queue=str(entry.get("queue", "replay")))
+            with self._deciding_at(at):
+                self.handler.handle(_dumps(entry["event"]), content_type="application/json",
+                                    queue=str(entry.get("queue", "replay")))
         elif kind == "timer" and "outcome" in entry:
             pass  # an output only: the input before it disarmed the timer
         elif kind == "timer":
@@ -183,6 +185,30 @@ class _Run:
             if not self.orch.timers.tick():
                 break
         self.clock.set(max(self.clock.now(), target))
+
+    @contextmanager
+    def _deciding_at(self, when: datetime) -> Iterator[None]:
+        """Decide one input at ``when``, even if an entry logged before it carried a later
+        ``at``: each process stamps its own entries, so two of them interleave (a worker's
+        event of .220 logged before the backend's request of .216). Live decided the
+        input at ``when`` and armed its timers from there; so does replay."""
+        latest = self.clock.now()
+        self.clock.set(when)
+        try:
+            yield
+        finally:
+            self.clock.set(max(latest, when))
+
+    def _decided_at(self, index: int, at: datetime) -> datetime:
+        """When a request was decided live: its transition's ``at`` when one follows it
+        (the request entry is stamped as it arrives, the transition as it is committed),
+        else its own."""
+        following = self.lines[index + 1] if index + 1 < len(self.lines) else None
+        if following is not None and following.kind == "transition":
+            committed = parse_time(following.entry["at"])
+            if committed >= at:
+                return committed
+        return at
 
     def _fire_due(self, at: datetime) -> None:
         """Fire what is due at a timer entry, decided at the entry's ``at``. That may be

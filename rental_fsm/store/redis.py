@@ -77,10 +77,10 @@ from .base import (
 )
 
 #: Lua fragment: append the log-entry tails A[i .. i + n - 1] to ``log`` as lines
-#: ``{"v":1,"seq":N,`` + tail, the log living as long as ``rental`` (if given); returns the
-#: first seq.
+#: ``{"v":1,"seq":N,`` + tail, the log expiring in ``ttl`` ms (the rental's PTTL; false
+#: or negative: as it is); returns the first seq.
 APPEND_ENTRIES_LUA = """
-local function append_entries(A, rental, log, i, n)
+local function append_entries(A, ttl, log, i, n)
   if n < 1 then return redis.call('LLEN', log) + 1 end
   local first = redis.call('LLEN', log) + 1
   local lines = {}
@@ -88,24 +88,37 @@ local function append_entries(A, rental, log, i, n)
     lines[j + 1] = '{"v":1,"seq":' .. (first + j) .. ',' .. A[i + j]
   end
   redis.call('RPUSH', log, unpack(lines))
-  if rental then  -- a commit passes none: its SET cleared the record's expiry
-    local ttl = redis.call('PTTL', rental)
-    if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
-  end
+  -- a commit passes none: its SET cleared the record's expiry
+  if ttl and ttl > 0 then redis.call('PEXPIRE', log, ttl) end
   return first
 end
 """
 
 #: Lua fragment: merge the (name, timestamp µs, property JSON) triples starting at
-#: ARGV[i] into a vehicle's state, a property only if its timestamp is newer.
+#: ARGV[i] into a vehicle's state, a property only if its timestamp is newer. The names
+#: are distinct (an event's properties are a JSON object's keys). Three calls whatever
+#: the number of properties (one HMGET, two HSETs): a call costs more than the work, and
+#: a VehicleStateRecorded carries a dozen properties.
 MERGE_STATE_LUA = """
 local function merge_state(state, stamps, i, n)
-  for j = i, i + 3 * (n - 1), 3 do
-    local cur = redis.call('HGET', stamps, ARGV[j])
-    if not cur or tonumber(ARGV[j + 1]) > tonumber(cur) then
-      redis.call('HSET', stamps, ARGV[j], ARGV[j + 1])
-      redis.call('HSET', state, ARGV[j], ARGV[j + 2])
+  if n < 1 then return end
+  local names = {}
+  for j = 1, n do names[j] = ARGV[i + 3 * (j - 1)] end
+  local current = redis.call('HMGET', stamps, unpack(names))
+  local newer_stamps, newer_values = {}, {}
+  for j = 1, n do
+    local k = i + 3 * (j - 1)
+    local cur = current[j]
+    if not cur or tonumber(ARGV[k + 1]) > tonumber(cur) then
+      newer_stamps[#newer_stamps + 1] = ARGV[k]
+      newer_stamps[#newer_stamps + 1] = ARGV[k + 1]
+      newer_values[#newer_values + 1] = ARGV[k]
+      newer_values[#newer_values + 1] = ARGV[k + 2]
     end
+  end
+  if #newer_stamps > 0 then
+    redis.call('HSET', stamps, unpack(newer_stamps))
+    redis.call('HSET', state, unpack(newer_values))
   end
 end
 """
@@ -180,7 +193,7 @@ if ARGV[1] ~= '' then
   if not ok or type(rec) ~= 'table' then return {'corrupt'} end
   if rec['version'] ~= tonumber(ARGV[1]) then return {'conflict'} end
 end
-return {'ok', append_entries(ARGV, KEYS[1], KEYS[2], 2, #ARGV - 1)}
+return {'ok', append_entries(ARGV, redis.call('PTTL', KEYS[1]), KEYS[2], 2, #ARGV - 1)}
 """
 
 #: Several appends in one call. KEYS: (rental, log) per append. ARGV: per append the
@@ -191,10 +204,11 @@ local i = 1
 for a = 1, #KEYS / 2 do
   local rental, log = KEYS[2 * a - 1], KEYS[2 * a]
   local n = tonumber(ARGV[i])
-  if redis.call('EXISTS', rental) == 0 then
+  local ttl = redis.call('PTTL', rental)  -- -2: no such key, one call for both
+  if ttl == -2 then
     out[a] = {'not_found'}
   else
-    out[a] = {'ok', append_entries(ARGV, rental, log, i + 1, n)}
+    out[a] = {'ok', append_entries(ARGV, ttl, log, i + 1, n)}
   end
   i = i + 1 + n
 end

@@ -233,6 +233,18 @@ def test_retention_ttl_only_on_ended_rentals(store: RentalStore) -> None:
         for key in (keys.log(rental.rental_id), keys.applied(rental.rental_id),
                     keys.outbox(rental.rental_id)):
             assert client.pttl(key) > 0, key
+        # a line appended later (one append, or a batch's) gives the log the record's
+        # expiry again, whatever the log had
+        log_key = keys.log(rental.rental_id)
+        for append in (lambda: store.append_log(rental.rental_id, [{"kind": "clock",
+                                                                    "at": format_time(T0)}]),
+                       lambda: store.write_batch([LogAppend(rental.rental_id, (
+                           {"kind": "clock", "at": format_time(T0)},))])):
+            client.persist(log_key)
+            assert client.pttl(log_key) == -1
+            append()
+            assert retention - timedelta(minutes=1) < timedelta(
+                milliseconds=client.pttl(log_key)) <= retention
 
 
 def test_retention_expires_memory_rentals(clock: Any) -> None:

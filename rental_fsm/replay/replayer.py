@@ -8,7 +8,9 @@ and every vehicle event of an active rental is logged (applied, recorded or stal
 Where things happen (the determinism decision; see docs/replay.rst):
 
 - **Inputs** run in ``seq`` order: requests through the Orchestrator's methods, events
-  through ``EventHandler.handle``, ``clock`` entries only move the clock.
+  through ``EventHandler.handle``, ``clock`` entries only move the clock. Each is decided
+  at the instant live decided it (an event at its ``at``, a request at its transition's),
+  even if an entry of another process, logged before it, carries a later ``at``.
 - **Timers.** Before each entry the clock moves to its ``at``; every timer due by then
   fires in due order, at its due time. Exception: a timer the log shows firing later (a
   ``timer`` entry with the same name and due time) waits for that entry and fires at its

@@ -233,6 +233,12 @@ class VehicleState(Mapping[str, Property]):
 _FUEL_LEVEL_CAPABILITIES = frozenset(n.upper() for n in FUEL_LEVEL_NAMES)
 
 
+#: ``Capabilities.from_json``'s parsed capability sets, by content. Bounded: a fleet has a
+#: handful of vehicle models; a flood of distinct ones only restarts the cache.
+_KNOWN_CAPABILITIES: dict[tuple[tuple[str, ...], tuple[str, ...]], Capabilities] = {}
+_KNOWN_CAPABILITIES_MAX = 1024
+
+
 def _upper(name: str) -> str:
     return name.upper().replace("-", "_")
 
@@ -249,10 +255,25 @@ class Capabilities:
         if not isinstance(data, (dict, Mapping)):
             raise ValueError("capabilities: expected an object")
         lists = (data.get("commands", []), data.get("vehicle_state", []))
+        if type(lists[0]) is list and type(lists[1]) is list:
+            # The event path parses a vehicle's stored capabilities for every event, and
+            # a fleet has few distinct ones: remember them by content (lists, so a string
+            # never poses as the tuple of its letters; only validated content is stored).
+            key = (tuple(lists[0]), tuple(lists[1]))
+            try:
+                known = _KNOWN_CAPABILITIES.get(key)
+            except TypeError:  # an unhashable item: not a string, refused below
+                known = None
+            if known is not None:
+                return known
         for items in lists:
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise ValueError("capabilities: commands and vehicle_state must be lists")
-        return cls(frozenset(lists[0]), frozenset(lists[1]))
+        parsed = cls(frozenset(lists[0]), frozenset(lists[1]))
+        if len(_KNOWN_CAPABILITIES) >= _KNOWN_CAPABILITIES_MAX:
+            _KNOWN_CAPABILITIES.clear()
+        _KNOWN_CAPABILITIES[(tuple(lists[0]), tuple(lists[1]))] = parsed
+        return parsed
 
     def supports(self, command: Command | str) -> bool:
         """``supports(Command.ENABLE_DRIVING)`` or ``supports("ENABLE_DRIVING")``."""

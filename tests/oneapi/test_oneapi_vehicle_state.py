@@ -129,3 +129,27 @@ def test_any_valid_state_round_trips(values: dict[str, object], when: datetime) 
     state = VehicleState.from_json(wire)
     assert VehicleState.from_json(state.to_json()) == state
     assert all(prop.timestamp == when for prop in state.values())
+
+
+def test_parsed_capabilities_are_remembered_by_content_and_bad_ones_still_refused() -> None:
+    from rental_fsm.oneapi import vehicle_state
+
+    data = {"commands": ["LOCK_CENTRAL_LOCK"], "vehicle_state": ["DOORS_STATUS", "IGNITION"]}
+    first = Capabilities.from_json(data)
+    again = Capabilities.from_json({k: list(v) for k, v in data.items()})
+    assert again is first  # the same content, parsed once
+    assert again.can_read("doors_status") and again.supports("LOCK_CENTRAL_LOCK")
+    assert Capabilities.from_json({"commands": [], "vehicle_state": []}) != first
+    # a string is not the list of its letters, even once that list is known
+    Capabilities.from_json({"commands": ["A", "B"], "vehicle_state": []})
+    for bad in ({"commands": "AB", "vehicle_state": []},
+                {"commands": ["A", 1], "vehicle_state": []},
+                {"commands": [["A"]], "vehicle_state": []},
+                {"commands": ["A"], "vehicle_state": [{"x": 1}]}):
+        with pytest.raises(ValueError, match="must be lists"):
+            Capabilities.from_json(bad)
+    # bounded: a flood of distinct sets restarts the cache rather than growing it
+    for i in range(vehicle_state._KNOWN_CAPABILITIES_MAX + 10):
+        Capabilities.from_json({"commands": [f"C{i}"], "vehicle_state": []})
+    assert len(vehicle_state._KNOWN_CAPABILITIES) <= vehicle_state._KNOWN_CAPABILITIES_MAX
+    assert Capabilities.from_json(data) == first

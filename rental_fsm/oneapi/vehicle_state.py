@@ -255,24 +255,26 @@ class Capabilities:
         if not isinstance(data, (dict, Mapping)):
             raise ValueError("capabilities: expected an object")
         lists = (data.get("commands", []), data.get("vehicle_state", []))
+        # The event path parses a vehicle's stored capabilities for every event, and a
+        # fleet has few distinct ones: remember them by content (lists only, so a string
+        # never poses as the tuple of its letters; only validated content is stored).
+        key = None
         if type(lists[0]) is list and type(lists[1]) is list:
-            # The event path parses a vehicle's stored capabilities for every event, and
-            # a fleet has few distinct ones: remember them by content (lists, so a string
-            # never poses as the tuple of its letters; only validated content is stored).
             key = (tuple(lists[0]), tuple(lists[1]))
             try:
                 known = _KNOWN_CAPABILITIES.get(key)
             except TypeError:  # an unhashable item: not a string, refused below
-                known = None
+                key = known = None
             if known is not None:
                 return known
         for items in lists:
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise ValueError("capabilities: commands and vehicle_state must be lists")
         parsed = cls(frozenset(lists[0]), frozenset(lists[1]))
-        if len(_KNOWN_CAPABILITIES) >= _KNOWN_CAPABILITIES_MAX:
-            _KNOWN_CAPABILITIES.clear()
-        _KNOWN_CAPABILITIES[(tuple(lists[0]), tuple(lists[1]))] = parsed
+        if key is not None:
+            if len(_KNOWN_CAPABILITIES) >= _KNOWN_CAPABILITIES_MAX:
+                _KNOWN_CAPABILITIES.clear()
+            _KNOWN_CAPABILITIES[key] = parsed
         return parsed
 
     def supports(self, command: Command | str) -> bool:

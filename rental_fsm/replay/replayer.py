@@ -217,11 +217,9 @@ class _Run:
         a little before an entry logged ahead of it: a prepared timer is recorded at its
         due time, and its commit can land after a recorded event or call of that same
         instant (worker/timer_runner.py); live decided it at ``at``, so replay does too."""
-        latest = self.clock.now()
-        self.clock.set(at)
-        while self.orch.timers.tick():
-            pass
-        self.clock.set(max(latest, at))
+        with self._deciding_at(at):
+            while self.orch.timers.tick():
+                pass
 
     def _next_due(self) -> tuple[datetime, Timer] | None:
         """The earliest armed timer replay may fire (not one the log shows overtaken)."""

@@ -158,12 +158,13 @@ def envelope(vehicle_id: str, props: dict[str, Any], at: datetime, *,
     return {"metadata": meta, "data": data}
 
 
-def vehicle_stream(vehicle_id: str, count: int, t0: datetime) -> list[dict[str, Any]]:
+def vehicle_stream(vehicle_id: str, count: int, t0: datetime,
+                   step: timedelta = timedelta(milliseconds=10)) -> list[dict[str, Any]]:
     """One vehicle's events in a rental: a door opens (the interaction), then a realistic
-    mix of state records and lock changes, timestamps increasing."""
+    mix of state records and lock changes, timestamps increasing by ``step``."""
     out = []
     for i in range(count):
-        at = t0 + timedelta(milliseconds=10 * i)
+        at = t0 + i * step
         if i % 4 == 3:
             lock = "LOCKED" if i % 8 == 3 else "UNLOCKED"
             out.append(envelope(vehicle_id, {"central_lock": lock}, at,
@@ -178,7 +179,12 @@ def vehicle_stream(vehicle_id: str, count: int, t0: datetime) -> list[dict[str, 
 
 
 def interleaved(vehicles: list[str], per_vehicle: int, t0: datetime) -> list[bytes]:
-    streams = [vehicle_stream(v, per_vehicle, t0) for v in vehicles]
+    """Every vehicle's stream, round-robin. Vehicle k's i-th event happened at t0 + (i *
+    len(vehicles) + k) ms: no two events of the run share a timestamp, as in a real
+    fleet, so the worker's timestamp caches get no hit a real fleet would not give."""
+    step = timedelta(milliseconds=len(vehicles))
+    streams = [vehicle_stream(v, per_vehicle, t0 + timedelta(milliseconds=k), step)
+               for k, v in enumerate(vehicles)]
     return [json.dumps(s[i]).encode() for i in range(per_vehicle) for s in streams]
 
 

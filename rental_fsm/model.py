@@ -7,6 +7,7 @@ the one place the stored shape is defined; ``RECORD_VERSION`` lets a later relea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -279,10 +280,31 @@ def utc(dt: datetime) -> datetime:
 def format_time(dt: datetime) -> str:
     """RFC 3339 UTC with ``Z`` and milliseconds, as rental-log.md asks.
 
-    Cached like ``parse_time``: the codec writes every property's timestamp in this form
-    from the datetime ``parse_time`` just gave (equal instants give equal text, whatever
-    their time zone, so sharing an entry is safe)."""
-    return utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    Cached like ``parse_time``: the store and the engine write the same instants again
+    (equal instants give equal text, whatever their time zone, so sharing an entry is
+    safe). The event path formats "now" with ``format_now``, which never repeats."""
+    return format_now(dt)
+
+
+def format_now(dt: datetime) -> str:
+    """``format_time`` without the cache, for an instant that is new every time (a
+    clock's now): a cache miss costs more than the formatting, and evicts what repeats."""
+    if dt.tzinfo is not timezone.utc:
+        dt = utc(dt)
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+#: The form ``format_time`` writes: what OneAPI sends and the log holds.
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def normalize_time(text: str) -> str:
+    """``format_time(parse_time(text))``: a timestamp already in that form is checked
+    (``parse_time``) and returned as it is, with no formatting."""
+    when = parse_time(text)
+    if _CANONICAL.fullmatch(text):
+        return text
+    return format_time(when)
 
 
 def parse_time(text: str) -> datetime:
@@ -296,7 +318,9 @@ def parse_time(text: str) -> datetime:
 def _parse_time(text: str) -> datetime:
     """Cached: an event's timestamps are parsed by the codec, then again where the store
     orders properties and checks log entries (five times an event); datetimes are
-    immutable, and errors are not cached."""
+    immutable, and errors are not cached. The canonical form skips the rewriting."""
+    if _CANONICAL.fullmatch(text):  # fromisoformat checks the ranges (month 13, ...)
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")

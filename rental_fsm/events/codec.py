@@ -22,7 +22,7 @@ from typing import Any
 from .. import jsonfast
 from ..errors import InvalidInput, MalformedEvent
 from ..ids import check_id
-from ..model import format_time, parse_time
+from ..model import normalize_time, parse_time
 
 
 class EventKind(str, Enum):
@@ -231,7 +231,7 @@ def _properties(state: Any, envelope: Envelope) -> dict[str, dict[str, Any]]:
         if not isinstance(prop, (dict, Mapping)) or "timestamp" not in prop or "value" not in prop:
             raise MalformedEvent(f"{where}: property {name!r} needs 'timestamp' and 'value'")
         try:
-            stamp = format_time(parse_time(prop["timestamp"]))
+            stamp = normalize_time(prop["timestamp"])
         except (ValueError, TypeError) as exc:
             raise MalformedEvent(f"{where}: property {name!r} has a bad timestamp: {exc}") from None
         properties[name] = {"timestamp": stamp, "value": prop["value"]}

@@ -27,6 +27,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol, cast
 
@@ -36,7 +37,7 @@ from ..clock import Clock
 from ..engine import Engine, Planned
 from ..errors import MalformedEvent, RentalNotFound, TransitionError, VersionConflict
 from ..interpreter import Reading, capabilities, interpret_for, vehicle_facts
-from ..model import Facts, format_time
+from ..model import Facts, format_now
 from ..oneapi.vehicle_state import Capabilities
 from ..store.base import (
     Commit,
@@ -190,7 +191,11 @@ class EventHandler:
                 self._refresh_capabilities(event)
         views = self.store.read_vehicles(
             [VehicleRead(e.vehicle_id, e.envelope.event_id, e.properties) for e in events])
-        steps = [self._step(event, view, queue)
+        # One instant for the round: its events are decided together, on one read, and
+        # the event's log line says when its transition was decided (replay uses it).
+        now = self.clock.now()
+        at = format_now(now)
+        steps = [self._step(event, view, queue, now, at)
                  for event, view, queue in zip(events, views, queues, strict=True)]
         # Log appends first, then commits: every step is for another rental, so the order
         # is free, and a store writes a run of appends in one call.
@@ -202,7 +207,8 @@ class EventHandler:
         return [self._written(step, written[i]) if step.write is not None else step.handled
                 for i, step in enumerate(steps)]
 
-    def _step(self, event: VehicleEvent, view: VehicleView, queue: str) -> _Step:
+    def _step(self, event: VehicleEvent, view: VehicleView, queue: str, now: datetime,
+              at: str) -> _Step:
         """What one event means for its rental, and the write that records it."""
         env = event.envelope
         base = {"event_id": env.event_id, "event_type": env.type,
@@ -211,7 +217,7 @@ class EventHandler:
         if view.duplicate:
             return _Step(Handled(Outcome.DUPLICATE, rental_id=rental_id, **base))
         touched = {p: v for p, v in event.properties.items() if view.state.get(p) == v}
-        entry = {"kind": "event", "at": format_time(self.clock.now()), "queue": queue,
+        entry = {"kind": "event", "at": at, "queue": queue,
                  "event": dict(env.raw)}
         if event.properties and not touched:
             log.info("event.stale", rental_id=rental_id, **base)
@@ -237,7 +243,7 @@ class EventHandler:
         facts = vehicle_facts(caps, view.state)
         try:
             planned = self.engine.plan(rental, trigger, event_id=env.event_id, facts=facts,
-                                       inputs=[entry], extra=heard)
+                                       inputs=[entry], extra=heard, now=now)
         except TransitionError as exc:
             return self._rejected(rental_id, trigger, exc, entry, base)
         return _Step(Handled(Outcome.APPLIED, rental_id=rental_id, trigger=trigger,

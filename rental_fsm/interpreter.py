@@ -14,9 +14,8 @@ UNLOCKED can never confirm a new start. Nothing here reads a clock or does I/O.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from .model import Facts, Rental, RentalState, Timer, parse_time
 from .oneapi.vehicle_state import Capabilities
@@ -64,9 +63,8 @@ def vehicle_facts(
     )
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One vehicle state update as seen by a rental."""
+class Reading(NamedTuple):
+    """One vehicle state update as seen by a rental (a NamedTuple: built per event)."""
 
     #: The properties this update brought that are now the newest known.
     touched: State

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Protocol, TextIO
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol, TextIO
 
 from .. import jsonfast
 from ..config import DEFAULT_NAMESPACE
@@ -91,19 +92,20 @@ class LogAppend:
             check_log_entry(entry)
 
 
-@dataclass(frozen=True)
-class VehicleRead:
-    """One event's read of ``read_vehicles``: merge its properties, then look up."""
+class VehicleRead(NamedTuple):
+    """One event's read of ``read_vehicles``: merge its properties, then look up.
+
+    A NamedTuple, like ``VehicleView``: immutable, and built for every event at a
+    third of a frozen dataclass's cost."""
 
     vehicle_id: str
     #: The event id to check against the found rental's applied ids.
     event_id: str
     #: OneAPI state properties to merge first (may be empty).
-    properties: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    properties: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class VehicleView:
+class VehicleView(NamedTuple):
     """What the event path needs to know about a vehicle, read in one go."""
 
     #: The vehicle's merged state after this read's properties.

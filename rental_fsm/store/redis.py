@@ -246,34 +246,37 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
-#: The event path's reads for a round of events, in one call. KEYS: per event its
-#: vehicle's vstate, vstate-ts, caps, vehicle-active and vehicle-aborted keys. ARGV:
-#: rental key prefix, applied key prefix, n events, then per event: event id, n
-#: properties, (name, timestamp µs, property JSON) triples. Merges with merge_state,
-#: then returns per event {state, caps, rental id, record, applied (0|1)}, the state as
-#: one JSON object spliced from the stored property JSON (one decode instead of one per
-#: property). The rental's keys are built from the prefixes: they share the namespace's
-#: hash tag, so they live in the same slot as the declared keys.
+#: The event path's reads for a round of events, in one call. KEYS: the first event's
+#: vehicle state key (it names the slot). ARGV: the key prefixes of rental, applied,
+#: vstate, vstate-ts, caps, vehicle-active and vehicle-aborted, n events, then per event:
+#: vehicle id, event id, n properties, (name, timestamp µs, property JSON) triples.
+#: Merges with merge_state, then returns per event {state, caps, rental id, record,
+#: applied (0|1)}, the state as one JSON object spliced from the stored property JSON
+#: (one decode instead of one per property). Every key is built from a prefix and
+#: an id: they share the namespace's hash tag, so they live in the slot of the declared
+#: key, and the call carries one argument per event instead of five keys.
 _READ_VEHICLES_LUA = MERGE_STATE_LUA + """
 local rental_prefix, applied_prefix = ARGV[1], ARGV[2]
+local state_prefix, stamps_prefix, caps_prefix = ARGV[3], ARGV[4], ARGV[5]
+local active_prefix, aborted_prefix = ARGV[6], ARGV[7]
 local out = {}
-local i = 4
-for e = 1, tonumber(ARGV[3]) do
-  local k = (e - 1) * 5
-  local event_id, n = ARGV[i], tonumber(ARGV[i + 1])
-  merge_state(KEYS[k + 1], KEYS[k + 2], i + 2, n)
-  i = i + 2 + 3 * n
-  local rid = redis.call('GET', KEYS[k + 4])
-  if not rid then rid = redis.call('GET', KEYS[k + 5]) end
+local i = 9
+for e = 1, tonumber(ARGV[8]) do
+  local vid, event_id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local state = state_prefix .. vid
+  merge_state(state, stamps_prefix .. vid, i + 3, n)
+  i = i + 3 + 3 * n
+  local rid = redis.call('GET', active_prefix .. vid)
+  if not rid then rid = redis.call('GET', aborted_prefix .. vid) end
   local record, applied = false, 0
   if rid then
     record = redis.call('GET', rental_prefix .. rid)
     applied = redis.call('SISMEMBER', applied_prefix .. rid, event_id)
   end
-  local flat, fields = redis.call('HGETALL', KEYS[k + 1]), {}
+  local flat, fields = redis.call('HGETALL', state), {}
   for j = 1, #flat, 2 do fields[#fields + 1] = cjson.encode(flat[j]) .. ':' .. flat[j + 1] end
-  out[e] = {'{' .. table.concat(fields, ',') .. '}', redis.call('GET', KEYS[k + 3]), rid,
-            record, applied}
+  out[e] = {'{' .. table.concat(fields, ',') .. '}', redis.call('GET', caps_prefix .. vid),
+            rid, record, applied}
 end
 return out
 """
@@ -442,6 +445,10 @@ class RedisRentalStore:
         self._claim_effect = client.register_script(_CLAIM_EFFECT_LUA)
         self._merge_state = client.register_script(_MERGE_STATE_LUA)
         self._read_vehicles = client.register_script(_READ_VEHICLES_LUA)
+        k = self.keys
+        self._read_prefixes = [k.rental(""), k.applied(""), k.vehicle_state(""),
+                               k.vehicle_state_ts(""), k.capabilities(""),
+                               k.vehicle_active(""), k.vehicle_aborted("")]
         self._decoded: dict[bytes, Rental] = {}
         self._prune = client.register_script(_PRUNE_LUA)
         self._upcoming = client.register_script(_UPCOMING_LUA)
@@ -574,6 +581,8 @@ class RedisRentalStore:
     def _pipelined(self, calls: Sequence[tuple[Any, list[str], list[str | int]]]) -> list[Any]:
         """Run script calls in one pipeline with EVALSHA (no SCRIPT EXISTS round trip);
         calls that met NOSCRIPT (a flushed script cache) are loaded and run again."""
+        if isinstance(self._client, RedisCluster):
+            return self._one_by_one(calls)
         pending = list(range(len(calls)))
         replies: list[Any] = [None] * len(calls)
         for _ in range(2):
@@ -592,6 +601,17 @@ class RedisRentalStore:
             for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
                 script.sha = self._client.script_load(script.script)
             pending = missing
+        return replies
+
+    def _one_by_one(self, calls: Sequence[tuple[Any, list[str], list[str | int]]]) -> list[Any]:
+        """``_pipelined`` on Redis Cluster, whose client refuses EVALSHA in a pipeline:
+        each call alone (``Script`` loads a missing script itself), errors as replies."""
+        replies: list[Any] = []
+        for script, keys, args in calls:
+            try:
+                replies.append(script(keys=keys, args=args))
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
         return replies
 
     # -- prepared timers -----------------------------------------------------------------
@@ -645,24 +665,22 @@ class RedisRentalStore:
         return TimerRound(done, _due_timers(claimed))
 
     def read_vehicles(self, reads: Sequence[VehicleRead]) -> list[VehicleView]:
+        if not reads:
+            return []
         keys = self.keys
-        script_keys: list[str] = []
-        args: list[str | int] = [keys.rental(""), keys.applied(""), len(reads)]
+        args: list[str | int] = [*self._read_prefixes, len(reads)]
         for read in reads:
-            vid = read.vehicle_id
-            script_keys += [keys.vehicle_state(vid), keys.vehicle_state_ts(vid),
-                            keys.capabilities(vid), keys.vehicle_active(vid),
-                            keys.vehicle_aborted(vid)]
-            args += [read.event_id, len(read.properties)]
+            args += [read.vehicle_id, read.event_id, len(read.properties)]
             for name, prop in read.properties.items():
                 args += [name, timestamp_us(name, prop), _dumps(dict(prop))]
+        script_keys = [keys.vehicle_state(reads[0].vehicle_id)]
         with redis_errors("read vehicles"):
             [reply] = self._pipelined([(self._read_vehicles, script_keys, args)])
         if isinstance(reply, Exception):
             raise StoreError(f"read vehicles: Redis error: {reply}")
         views = []
         for read, (whole, caps, rid, raw, applied) in zip(reads, reply, strict=True):
-            state = _decode_whole_state(keys.vehicle_state(read.vehicle_id), whole)
+            state = _decode_whole_state(keys, read.vehicle_id, whole)
             caps_view = self._decode_caps(read.vehicle_id, caps)
             if rid is None:
                 views.append(VehicleView(state, caps_view, None))
@@ -826,14 +844,15 @@ def _due_timers(flat: Sequence[Any]) -> list[DueTimer]:
             for i in range(0, len(flat), 2)]
 
 
-def _decode_whole_state(key: str, whole: bytes) -> dict[str, dict[str, Any]]:
-    """A vehicle state the read script returned as one JSON object."""
+def _decode_whole_state(keys: Keys, vehicle_id: str, whole: bytes) -> dict[str, dict[str, Any]]:
+    """A vehicle state the read script returned as one JSON object (the key is only
+    built for the error)."""
     try:
         state = jsonfast.loads(whole)
     except ValueError as exc:
-        raise CorruptRecord(key, repr(exc)) from exc
+        raise CorruptRecord(keys.vehicle_state(vehicle_id), repr(exc)) from exc
     if not all(isinstance(v, dict) for v in state.values()):
-        raise CorruptRecord(key, "a property is not a JSON object")
+        raise CorruptRecord(keys.vehicle_state(vehicle_id), "a property is not a JSON object")
     return cast(dict[str, dict[str, Any]], state)
 
 

@@ -1,13 +1,21 @@
-"""The Redis store on a real Redis Cluster (opt-in: it needs a cluster of its own).
+"""The Redis store on a real Redis Cluster.
 
-Set ``RENTAL_FSM_TEST_REDIS_CLUSTER=host:port`` (any node) to run it, e.g. with three
-local nodes made by ``redis-cli --cluster create ... --cluster-replicas 0``. Every commit
-script touches keys of one namespace; the cluster would answer CROSSSLOT otherwise.
+By default the test starts a cluster of its own: three ``redis-server`` nodes on free
+loopback ports (no persistence), joined with ``redis-cli --cluster create``, stopped
+afterwards. ``RENTAL_FSM_TEST_REDIS_CLUSTER=host:port`` (any node) runs it on an existing
+cluster instead. Every script touches keys of one namespace; the cluster would answer
+CROSSSLOT otherwise, and its client refuses EVALSHA in a pipeline (the store then makes
+its calls one by one).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,21 +25,84 @@ from store_helpers import T0, new_rental, step
 
 from rental_fsm.errors import VehicleBusy
 from rental_fsm.store import CommitOutcome, Keys
+from rental_fsm.store.base import LogAppend, VehicleRead
 from rental_fsm.store.redis import RedisRentalStore
 
 ADDRESS = os.environ.get("RENTAL_FSM_TEST_REDIS_CLUSTER", "")
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.skipif(not ADDRESS, reason="RENTAL_FSM_TEST_REDIS_CLUSTER is not set"),
-]
+
+def _free_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as s, socket.socket() as bus:
+            port = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+            try:
+                s.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair for a test cluster node")
+
+
+@pytest.fixture(scope="module")
+def cluster_address() -> Iterator[str]:
+    if ADDRESS:
+        yield ADDRESS
+        return
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not (server and cli):
+        pytest.fail("redis-server and redis-cli are needed to start a test cluster")
+    ports = [_free_port() for _ in range(3)]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [subprocess.Popen(
+            [server, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"{tmp}/nodes-{p}.conf", "--save", "",
+             "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+        try:
+            for p in ports:
+                _wait_for(cli, p)
+            subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                            "--cluster-replicas", "0", "--cluster-yes"],
+                           check=True, capture_output=True, timeout=60)
+            _wait_for_slots(cli, ports[0])
+            yield f"127.0.0.1:{ports[0]}"
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _wait_for(cli: str, port: int) -> None:
+    for _ in range(100):
+        done = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True)
+        if done.stdout.strip() == "PONG":
+            return
+        time.sleep(0.05)
+    pytest.fail(f"test cluster node on port {port} did not start")
+
+
+def _wait_for_slots(cli: str, port: int) -> None:
+    for _ in range(200):
+        info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True,
+                              text=True).stdout
+        if "cluster_state:ok" in info:
+            return
+        time.sleep(0.05)
+    pytest.fail("test cluster did not reach cluster_state:ok")
 
 
 @pytest.fixture
-def cluster_store() -> Iterator[RedisRentalStore]:
+def cluster_store(cluster_address: str) -> Iterator[RedisRentalStore]:
     from redis.cluster import RedisCluster
 
-    host, port = ADDRESS.rsplit(":", 1)
+    host, port = cluster_address.rsplit(":", 1)
     client = RedisCluster(host=host, port=int(port))
     keys = Keys(f"rfsm-cluster-{uuid.uuid4().hex[:8]}")
     yield RedisRentalStore(client, keys)
@@ -56,8 +127,20 @@ def test_a_whole_rental_runs_on_a_cluster(cluster_store: RedisRentalStore) -> No
     due = store.timers.claim_due(T0 + timedelta(hours=1))
     assert {d.rental_id for d in due} == {rental.rental_id}
     _, rental = step(store, rental, "start_confirmed")
+    [view] = store.read_vehicles([VehicleRead(rental.vehicle_id, "ev-1")])
+    assert (view.rental_id, view.duplicate) == (rental.rental_id, True)
+    assert view.rental is not None and view.rental.version == rental.version
+    [outcome] = store.write_batch([LogAppend(rental.rental_id, (
+        {"kind": "event", "at": "2026-01-01T00:00:02.000Z", "queue": "q", "event": {}},))])
+    assert outcome is None
     step(store, rental, "force_end")
-    assert [e["seq"] for e in store.log(rental.rental_id)] == [1, 2, 3]
+    assert [e["seq"] for e in store.log(rental.rental_id)] == [1, 2, 3, 4]
     assert store.expires_in(rental.rental_id) is not None
     assert store.merge_vehicle_state("V", {"x": {"timestamp": "2026-01-01T00:00:00Z",
                                                  "value": 1}})["x"]["value"] == 1
+    # the event path's read, on the cluster client (it builds keys inside the script)
+    ignition = {"ignition": {"timestamp": "2026-01-01T00:00:01.000Z", "value": "OFF"}}
+    views = store.read_vehicles([VehicleRead(rental.vehicle_id, "ev-9", ignition),
+                                 VehicleRead("V", "ev-10")])
+    assert views[0].state["ignition"]["value"] == "OFF" and views[0].rental_id is None
+    assert views[1].state["x"]["value"] == 1 and views[1].rental_id is None

@@ -57,11 +57,20 @@ def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+#: Sums the lengths of the logs server-side: the progress poll runs every 50 ms on the
+#: machine under test, and a pipeline of 1,000 LLENs cost the harness 11.4 ms of CPU a
+#: poll (about a fifth of a core taken from the worker), this script 0.6 ms.
+_SUM_LLEN_LUA = """
+local n = 0
+for i = 1, #KEYS do n = n + redis.call('LLEN', KEYS[i]) end
+return n
+"""
+
+
 def log_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str]) -> int:
-    pipe = client.pipeline(transaction=False)
-    for rid in rental_ids:
-        pipe.llen(keys.log(rid))
-    return sum(int(n) for n in pipe.execute())
+    """Lines in the rentals' logs, in one script call."""
+    return int(client.eval(_SUM_LLEN_LUA, len(rental_ids),  # type: ignore[arg-type]
+                           *(keys.log(rid) for rid in rental_ids)))
 
 
 def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],

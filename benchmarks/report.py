@@ -15,7 +15,30 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _raw_over_naive(result: dict[str, Any]) -> Any:
+    raw = _get(result, "throughput.raw_limit_events_per_s")
+    naive = _get(result, "throughput.naive_events_per_s")
+    if not isinstance(raw, (int, float)) or not isinstance(naive, (int, float)) or not naive:
+        return None
+    return round(raw / naive, 2)
+
+
+def _needed_for_naive_target(result: dict[str, Any]) -> Any:
+    ratio = _raw_over_naive(result)
+    return None if not ratio else round(10 / ratio, 3)
+
+
+#: Figures computed from measured ones (never measured themselves): how far ``naive`` is
+#: below ``raw_limit`` on the machine bounds what "10x naive" asks of the worker.
+DERIVED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "derived.raw_limit_over_naive": _raw_over_naive,
+    "derived.raw_limit_ratio_for_10x_naive": _needed_for_naive_target,
+}
+
+
 def _get(result: dict[str, Any], path: str) -> Any:
+    if path in DERIVED:
+        return DERIVED[path](result)
     node: Any = result
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -30,8 +53,9 @@ def _ratio(target: float, higher: bool) -> Callable[[Any], str]:
             return "n/a"
         if (value >= target) if higher else (value <= target):
             return "met"
-        factor = target / value if higher and value else value / target
-        return f"missed ({factor:.1f}x)"
+        short = (target - value) / target if higher else (value - target) / target
+        pct = 100 * short
+        return f"missed by {pct:.1f} %" if pct < 10 else f"missed by {pct:.0f} %"
 
     return verdict
 
@@ -44,6 +68,8 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
      "raw_limit {throughput.raw_limit_events_per_s}/s", ">= 0.5", _ratio(0.5, True)),
     ("worker / naive", "throughput.ratio_to_naive",
      "naive {throughput.naive_events_per_s}/s", ">= 10", _ratio(10, True)),
+    ("raw_limit / naive (derived)", "derived.raw_limit_over_naive",
+     "10x naive = {derived.raw_limit_ratio_for_10x_naive} x raw_limit", "", lambda v: ""),
     ("latency p50 at 1,000/s (ms)", "latency.p50_ms", "", "", lambda v: ""),
     ("latency p99 at 1,000/s (ms)", "latency.p99_ms", "", "< 20", _ratio(20, False)),
     ("latency p99.9 at 1,000/s (ms)", "latency.p99_9_ms", "", "", lambda v: ""),
@@ -85,6 +111,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     out = []
     for label, path, base, target, verdict in ROWS:
         value = _get(result, path)
+        if value is None and target.startswith("("):
+            continue  # a conditional figure the run had no reason to measure
         if label.startswith("timers fired") and value is not None:
             due = _get(result, "timers.due_within_1s")
             verdict_text = "met" if value == due else f"missed ({due - value} not once)"

@@ -1,0 +1,40 @@
+"""The benchmark report's verdicts and derived figures (benchmarks/report.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import report
+
+
+def _result(**throughput: float) -> dict[str, Any]:
+    return {"throughput": {k: {"value": v, "runs": 3} for k, v in throughput.items()},
+            "scale_out": {"ratio": {"value": 1.534, "runs": 3}}}
+
+
+def _row(result: dict[str, Any], label: str) -> tuple[str, str, str, str, str]:
+    return next(r for r in report.rows(result) if r[0] == label)
+
+
+def test_a_miss_says_by_how_much_of_the_target() -> None:
+    result = _result(ratio_to_raw_limit=0.529, ratio_to_naive=6.84,
+                     raw_limit_events_per_s=9528.2, naive_events_per_s=737.2)
+    assert _row(result, "worker / raw_limit")[4] == "met"
+    assert _row(result, "worker / naive")[4] == "missed by 32 %"
+    assert _row(result, "2 workers / 1 worker")[4] == "missed by 4.1 %"
+    close = {"scale_out": {"ratio": {"value": 1.595}}}
+    assert _row(close, "2 workers / 1 worker")[4] == "missed by 0.3 %"  # never "by 0 %"
+
+
+def test_the_naive_target_is_put_in_terms_of_raw_limit() -> None:
+    result = _result(raw_limit_events_per_s=6600.0, naive_events_per_s=570.0)
+    row = _row(result, "raw_limit / naive (derived)")
+    assert row[1] == "11.6" and row[2] == "10x naive = 0.864 x raw_limit"
+    assert _row(_result(raw_limit_events_per_s=6600.0), "raw_limit / naive (derived)")[1] == "-"
+
+
+def test_a_conditional_figure_that_was_not_measured_has_no_row() -> None:
+    labels = [r[0] for r in report.rows(_result())]
+    assert "latency p99 at half capacity (ms)" not in labels
+    measured = {"latency": {"at_half_capacity": {"p99": {"value": 4.2}, "rate_per_s": 450}}}
+    assert _row(measured, "latency p99 at half capacity (ms)")[1:3] == ("4.200", "at 450/s")

@@ -13,9 +13,8 @@ Each tick the runner decides the timers falling due within ``horizon`` ahead of 
 (``Engine.plan`` at the due time, the very commit the ordinary path would write then) and
 keeps the commit in the store beside the timer (``prepare_timers``). When the timer falls
 due, the store commits it in the same atomic step that claims it (``fire_due``): a batch
-of timers costs one round trip and no deciding, and while a round is logged the store
-fires what fell due since, so timers falling due together or one after another are fired
-as fast as Redis commits.
+of timers costs one round trip and no deciding, and the next batch is fired while this one
+is logged, so a burst of timers falling due together is fired as fast as Redis commits.
 While a full batch is due, the worker's new commands wait for it (``caught_up``). Nothing
 about it is trusted blindly:
 
@@ -143,16 +142,8 @@ class TimerRunner:
         if self.prepares:
             ahead, self._ahead = self._ahead, None
             round_, committed_at = ahead.result() if ahead is not None else self._fire_due()
-            if ahead is not None and not (round_.fired or round_.claimed):
-                # fired ahead before anything more fell due: look again now, so the loop
-                # never idles on a stale answer
-                round_, committed_at = self._fire_due()
-            if (round_.fired or round_.claimed) and not self._closing:
-                # Timers are falling due: the store fires what is due next while this
-                # round is handled. Only after a full batch (more due at once) was too
-                # late: timers falling due steadily came in rounds smaller than a batch,
-                # each fired only after the last one's log lines, which held the runner
-                # at about the rate they fall due (the timer benchmark's 10,000 in 1 s).
+            if len(round_.fired) + len(round_.claimed) >= self.batch and not self._closing:
+                # More is due: the store fires the next batch while this one is handled.
                 self._ahead = self._executor().submit(self._fire_due)
             for done in round_.fired:
                 self._fired_prepared(done, committed_at)

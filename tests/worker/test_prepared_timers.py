@@ -284,32 +284,3 @@ def test_a_burst_larger_than_a_batch_is_fired_ahead_and_each_timer_once(
         log = store.log(f"burst-{i}")
         assert [e["trigger"] for e in log if e["kind"] == "transition"].count("auto_cancel") == 1
         assert store.get(f"burst-{i}").state is RentalState.ENDING
-
-
-def test_timers_falling_due_one_after_another_are_fired_ahead_too(
-        store: RentalStore, clock: ManualClock) -> None:
-    """A round smaller than a batch also has the store fire what falls due next while it
-    is logged: timers falling due steadily (not in one burst) were fired a round at a
-    time, each after the last one's log lines, which held the runner at their rate."""
-    engine = None
-    for i in range(3):
-        engine, _ = running(store, clock, f"steady-{i}", NOW + timedelta(milliseconds=i))
-    assert engine is not None
-    runner = TimerRunner(store, store.timers, engine, clock=clock, batch=50)
-    clock.set(NOW + AUTO_CANCEL - 5 * S)
-    while runner.step():
-        pass
-    assert runner.stats.prepared == 3
-    clock.set(NOW + AUTO_CANCEL + timedelta(microseconds=500))  # the first one only
-
-    assert len(runner.tick()) == 1 and runner.caught_up.is_set()  # not behind
-    assert runner._ahead is not None  # the next round is already being fired
-    clock.set(NOW + AUTO_CANCEL + S / 2)
-    while runner.tick():
-        pass
-    runner.close()
-    assert (runner.stats.fired, runner.stats.fired_prepared) == (3, 3)
-    assert runner._ahead is None
-    for i in range(3):
-        log = store.log(f"steady-{i}")
-        assert [e["trigger"] for e in log if e["kind"] == "transition"].count("auto_cancel") == 1

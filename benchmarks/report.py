@@ -23,9 +23,13 @@ def _raw_over_naive(result: dict[str, Any]) -> Any:
     return round(raw / naive, 2)
 
 
+#: The issue's target for ``worker / naive``.
+NAIVE_TARGET = 10
+
+
 def _needed_for_naive_target(result: dict[str, Any]) -> Any:
     ratio = _raw_over_naive(result)
-    return None if not ratio else round(10 / ratio, 3)
+    return None if not ratio else round(NAIVE_TARGET / ratio, 3)
 
 
 #: Figures computed from measured ones (never measured themselves): how far ``naive`` is
@@ -67,7 +71,8 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
     ("worker / raw_limit", "throughput.ratio_to_raw_limit",
      "raw_limit {throughput.raw_limit_events_per_s}/s", ">= 0.5", _ratio(0.5, True)),
     ("worker / naive", "throughput.ratio_to_naive",
-     "naive {throughput.naive_events_per_s}/s", ">= 10", _ratio(10, True)),
+     "naive {throughput.naive_events_per_s}/s", f">= {NAIVE_TARGET}",
+     _ratio(NAIVE_TARGET, True)),
     ("raw_limit / naive (derived)", "derived.raw_limit_over_naive",
      "10x naive = {derived.raw_limit_ratio_for_10x_naive} x raw_limit", "", lambda v: ""),
     ("latency p50 at 1,000/s (ms)", "latency.p50_ms", "", "", lambda v: ""),

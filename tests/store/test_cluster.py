@@ -62,11 +62,12 @@ def cluster_address() -> Iterator[str]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
         try:
             for p in ports:
-                _wait_for(cli, p)
+                _wait_for(cli, p, ["ping"], "PONG", f"node on port {p} did not start")
             subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                             "--cluster-replicas", "0", "--cluster-yes"],
                            check=True, capture_output=True, timeout=60)
-            _wait_for_slots(cli, ports[0])
+            _wait_for(cli, ports[0], ["cluster", "info"], "cluster_state:ok",
+                      "did not reach cluster_state:ok")
             yield f"127.0.0.1:{ports[0]}"
         finally:
             for proc in procs:
@@ -79,23 +80,15 @@ def cluster_address() -> Iterator[str]:
                     proc.wait()
 
 
-def _wait_for(cli: str, port: int) -> None:
-    for _ in range(100):
-        done = subprocess.run([cli, "-p", str(port), "ping"], capture_output=True, text=True)
-        if done.stdout.strip() == "PONG":
-            return
-        time.sleep(0.05)
-    pytest.fail(f"test cluster node on port {port} did not start")
-
-
-def _wait_for_slots(cli: str, port: int) -> None:
+def _wait_for(cli: str, port: int, command: list[str], answer: str, what: str) -> None:
+    """Ask the node ``command`` until its reply holds ``answer`` (10 s at most)."""
     for _ in range(200):
-        info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True,
-                              text=True).stdout
-        if "cluster_state:ok" in info:
+        reply = subprocess.run([cli, "-p", str(port), *command], capture_output=True,
+                               text=True).stdout
+        if answer in reply:
             return
         time.sleep(0.05)
-    pytest.fail("test cluster did not reach cluster_state:ok")
+    pytest.fail(f"test cluster: {what}")
 
 
 @pytest.fixture

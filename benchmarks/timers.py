@@ -142,8 +142,8 @@ def run_once(quick: bool, *, sizes: tuple[int, int] | None = None, sweep: bool =
         prepared_before: int | None = None
         while runner.stats.fired + runner.stats.stale < due \
                 and time.perf_counter() - started < 600:
-            if runner.step() == 0:  # Worker._loop: idle, wait a little
-                time.sleep(IDLE_TICK_S)
+            if runner.step() == 0:  # Worker._loop: idle, wait for the next timer
+                time.sleep(runner.pause(IDLE_TICK_S))
             if prepared_before is None and time.perf_counter() >= opened:
                 prepared_before = runner.stats.prepared
         elapsed = time.perf_counter() - max(opened, started)

@@ -291,7 +291,8 @@ class Orchestrator:
             return
         self._stop.clear()
 
-        def loop(step: Callable[[], int]) -> None:
+        def loop(step: Callable[[], int],
+                 pause: Callable[[float], float] = lambda longest: longest) -> None:
             while not self._stop.is_set():
                 try:
                     busy = step()
@@ -303,13 +304,13 @@ class Orchestrator:
                     log.exception("orchestrator.loop_failed")
                     busy = 0
                     self._stop.wait(0.5)
-                if not busy:
-                    self._wake.wait(interval)
+                if not busy:  # the timers wake for their next prepared timer
+                    self._wake.wait(pause(interval))
                     self._wake.clear()
 
         # Timers and commands in separate threads: a slow command never delays a timer.
         self._threads = [
-            threading.Thread(target=loop, args=(self.timers.step,),
+            threading.Thread(target=loop, args=(self.timers.step, self.timers.pause),
                              name="rental-fsm-timers", daemon=True),
             threading.Thread(target=loop, args=(self.effects.dispatch,),
                              name="rental-fsm-effects", daemon=True),

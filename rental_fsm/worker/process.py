@@ -85,9 +85,11 @@ class Worker:
         self._heartbeat()
         return timers + len(ran)
 
-    def _loop(self, step: Callable[[], int]) -> None:
+    def _loop(self, step: Callable[[], int],
+               pause: Callable[[float], float] | None = None) -> None:
         """Run ``step`` until stopped; timers and commands each get their own loop, so a
-        slow vehicle command never delays a due timer."""
+        slow vehicle command never delays a due timer. Idle, it waits ``IDLE_TICK_S``, or
+        what ``pause(IDLE_TICK_S)`` says (the timer loop: until its next timer is due)."""
         errors = 0
         while not self._stop.is_set():
             try:
@@ -107,7 +109,7 @@ class Worker:
                 self._stop.wait(compute_backoff(errors))
                 continue
             if not busy:
-                self._stop.wait(IDLE_TICK_S)
+                self._stop.wait(IDLE_TICK_S if pause is None else pause(IDLE_TICK_S))
 
     def _heartbeat(self) -> None:
         if self.health_file is not None:
@@ -130,7 +132,8 @@ class Worker:
     def run(self) -> int:
         """Consume and run timers/effects until stopped; returns the exit code (0)."""
         loops = [
-            threading.Thread(target=self._loop, args=(self.timer_runner.step,),
+            threading.Thread(target=self._loop,
+                             args=(self.timer_runner.step, self.timer_runner.pause),
                              name="rental-fsm-timers", daemon=True),
             threading.Thread(target=self._loop, args=(self.parts.effects.dispatch,),
                              name="rental-fsm-effects", daemon=True),

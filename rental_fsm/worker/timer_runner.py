@@ -64,6 +64,10 @@ DEFAULT_HORIZON = DEFAULT_TIMER_HORIZON
 #: How late a prepared commit may still fire (recorded at its due time; capped at a
 #: tenth of the shortest timer duration).
 DEFAULT_TOLERANCE = timedelta(seconds=2)
+#: How often the horizon is scanned for timers to decide once a scan found them all
+#: (capped at a quarter of the horizon, so each is still decided well before it is due).
+#: A scan every tick would put a round trip into every round of a burst of due timers.
+DEFAULT_PREPARE_INTERVAL = timedelta(milliseconds=250)
 
 
 @dataclass
@@ -83,11 +87,12 @@ class TimerStats:
 class TimerRunner:
     def __init__(self, store: RentalStore, queue: TimerQueue, engine: Engine, *,
                  clock: Clock, batch: int = 200, horizon: timedelta = DEFAULT_HORIZON,
-                 tolerance: timedelta = DEFAULT_TOLERANCE, owner: str | None = None) -> None:
+                 tolerance: timedelta = DEFAULT_TOLERANCE, owner: str | None = None,
+                 prepare_interval: timedelta = DEFAULT_PREPARE_INTERVAL) -> None:
         """``horizon`` zero turns prepared timers off (so does a queue that is not the
         store's own)."""
-        if horizon < timedelta(0) or tolerance < timedelta(0):
-            raise ValueError("horizon and tolerance must not be negative")
+        if min(horizon, tolerance, prepare_interval) < timedelta(0):
+            raise ValueError("horizon, tolerance and prepare_interval must not be negative")
         if horizon > PREPARED_TTL / 2:
             raise ValueError(f"horizon must be at most {PREPARED_TTL / 2}")
         self.store = store
@@ -98,9 +103,12 @@ class TimerRunner:
         shortest = min(engine.durations.values(), default=timedelta(0))
         self.horizon = min(horizon, shortest / 2)
         self.tolerance = min(tolerance, shortest / 10)
+        self.prepare_interval = min(prepare_interval, self.horizon / 4)
         self.stats = TimerStats()
         self.owner = owner or uuid.uuid4().hex
         self._scanned_to: datetime | None = None
+        #: When the last scan reached the end of the horizon (None: it has not yet).
+        self._scanned_all_at: datetime | None = None
         #: What this runner prepared, by queue member, until it fires or cannot any more;
         #: ``_planned_order`` holds the members in the order they were prepared (by due).
         self._planned: dict[str, Planned] = {}
@@ -160,9 +168,32 @@ class TimerRunner:
             self.caught_up.set()
         if claimed:
             fired += self._fire_claimed(claimed)
-        prepared = self.prepare(now) if self.prepares else 0
+        prepared = self.prepare(now) if self.prepares and self._scan_due(now) else 0
         self.last_work = len(fired) + prepared
         return fired
+
+    def _scan_due(self, now: datetime) -> bool:
+        """Whether ``prepare`` should scan now: its last scan stopped short of the horizon
+        (a batch full), or ``prepare_interval`` has passed since it reached the end. A
+        timer armed meanwhile falls due after the horizon already scanned (the horizon is
+        at most half the shortest duration), so it is only decided later, never missed."""
+        last = self._scanned_all_at
+        return last is None or now - last >= self.prepare_interval or now < last
+
+    def pause(self, longest: float) -> float:
+        """Seconds the loop may wait, idle, before the next ``step``: until the next timer
+        this runner prepared falls due, at most ``longest``. A loop that always waited
+        ``longest`` would fire a timer that falls due while it waits that much late."""
+        order, planned = self._planned_order, self._planned
+        while order and order[0][1] not in planned:  # fired already
+            order.popleft()
+        now = self.clock.now()
+        # Due already but not fired here (another worker fired it, or it goes the
+        # ordinary way): the step that just ran saw it, so it is no reason to wake.
+        upcoming = next((due for due, text in order if due > now and text in planned), None)
+        if upcoming is None:
+            return longest
+        return min((upcoming - now).total_seconds() + 0.001, longest)
 
     def _fire_due(self) -> tuple[TimerRound, datetime]:
         """One ``fire_due`` now, and when it returned (its timers' commit time)."""
@@ -201,6 +232,7 @@ class TimerRunner:
         if start > until:
             return 0
         upcoming, self._scanned_to = self.store.upcoming_timers(start, until, self.batch, now)
+        self._scanned_all_at = now if self._scanned_to >= until else None
         if not upcoming:
             return 0
         rentals = self.store.get_many([due.rental_id for due in upcoming])

@@ -284,3 +284,85 @@ def test_a_burst_larger_than_a_batch_is_fired_ahead_and_each_timer_once(
         log = store.log(f"burst-{i}")
         assert [e["trigger"] for e in log if e["kind"] == "transition"].count("auto_cancel") == 1
         assert store.get(f"burst-{i}").state is RentalState.ENDING
+
+
+def test_a_complete_scan_is_repeated_only_after_the_prepare_interval(
+        store: RentalStore, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan in every round would put a round trip into every round of a burst; one
+    that stopped short of the horizon (a batch full) goes on at the next tick."""
+    engine = None
+    for i in range(3):
+        engine, _ = running(store, clock, f"scan-{i}", NOW + timedelta(milliseconds=i))
+    assert engine is not None
+    scans: list[datetime] = []
+    upcoming = store.upcoming_timers
+
+    def counted(start: datetime, until: datetime, limit: int,
+                now: datetime) -> Any:
+        scans.append(now)
+        return upcoming(start, until, limit, now)
+
+    monkeypatch.setattr(store, "upcoming_timers", counted)
+    runner = TimerRunner(store, store.timers, engine, clock=clock, batch=2)
+    assert runner.prepare_interval == timedelta(milliseconds=250)
+    at = NOW + AUTO_CANCEL - 5 * S
+    clock.set(at)
+    runner.tick()
+    assert len(scans) == 1 and runner.stats.prepared == 2
+    while runner.step():  # the first scan was cut short by the batch: it goes on
+        pass
+    assert runner.stats.prepared == 3
+    complete = len(scans)  # the last one reached the horizon
+    runner.tick()
+    clock.set(at + timedelta(milliseconds=100))
+    runner.tick()
+    assert len(scans) == complete
+    clock.set(at + timedelta(milliseconds=400))
+    runner.tick()
+    assert len(scans) == complete + 1
+
+    clock.set(NOW + AUTO_CANCEL + timedelta(milliseconds=200))
+    while runner.tick():
+        pass
+    assert runner.stats.fired == runner.stats.fired_prepared == 3
+
+
+def test_a_timer_armed_between_two_scans_is_still_decided_before_it_is_due(
+        store: RentalStore, clock: ManualClock) -> None:
+    """The horizon is at most half the shortest duration, so a timer armed between two
+    scans falls due after the horizon already scanned: a later scan finds it."""
+    engine, _ = running(store, clock, "first")
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    step = timedelta(milliseconds=200)
+    at = NOW
+    runner.tick()
+    _, due = running(store, clock, "between", NOW + step / 2)  # no scan since
+    clock.set(at)
+    while at < due + step:
+        at += step
+        clock.set(at)
+        runner.tick()
+    assert runner.stats.fired_prepared == 2
+    assert store.get("between").state is RentalState.ENDING
+
+
+def test_the_idle_loop_waits_until_the_next_prepared_timer_and_never_spins(
+        store: RentalStore, clock: ManualClock) -> None:
+    """Worker._loop waits ``pause(IDLE_TICK_S)`` when idle: a timer falling due during a
+    fixed 50 ms wait would fire up to 50 ms late."""
+    engine, due = running(store, clock)
+    runner = TimerRunner(store, store.timers, engine, clock=clock)
+    assert runner.pause(0.05) == 0.05  # nothing prepared
+    clock.set(due - 5 * S)
+    runner.tick()
+    assert runner.stats.prepared == 1
+    assert runner.pause(0.05) == 0.05  # due in 5 s
+    clock.set(due - timedelta(milliseconds=20))
+    assert runner.pause(0.05) == pytest.approx(0.021)
+    other = TimerRunner(store, store.timers, engine, clock=clock, owner="other")
+    clock.set(due)
+    [fired] = other.tick()  # another worker fires it; this runner still holds its plan
+    assert fired.timer is Timer.AUTO_CANCEL
+    assert runner.pause(0.05) == 0.05  # past due: no reason to wake at once
+    runner.tick()
+    assert runner.pause(0.05) == 0.05

@@ -369,3 +369,37 @@ def test_new_commands_wait_while_a_burst_of_due_timers_is_fired() -> None:
     started = _time.monotonic()
     runner._run_and_release("r-1")
     assert 0.15 <= _time.monotonic() - started < 5
+
+
+def test_the_idle_timer_loop_waits_what_the_runner_says_and_other_loops_the_idle_tick(
+        ) -> None:
+    """Worker._loop: the timer loop wakes for its next prepared timer (TimerRunner.pause)
+    rather than after a fixed IDLE_TICK_S, which would fire it up to that much late."""
+    from kombu import Connection
+
+    from rental_fsm.events.handler import EventHandler
+    from rental_fsm.store.dead_letters import InMemoryDeadLetters
+    from rental_fsm.worker.process import IDLE_TICK_S, Parts, Worker
+
+    store, engine, effects, clock = setup(ScriptedAPI())
+    parts = Parts(store=store, timers=store.timers, engine=engine,
+                  handler=EventHandler(store, engine, InMemoryDeadLetters(), clock=clock),
+                  effects=effects, connection=Connection("memory://"), queues=("q",))
+    worker = Worker(parts, clock=clock)
+    waits: list[float] = []
+
+    class Stop:  # two idle turns a loop
+        limit = 2
+
+        def is_set(self) -> bool:
+            return len(waits) >= self.limit
+
+        def wait(self, seconds: float) -> None:
+            waits.append(seconds)
+
+    worker._stop = stop = Stop()  # type: ignore[assignment]
+    worker._loop(lambda: 0, lambda longest: longest / 5)
+    stop.limit = 4
+    worker._loop(lambda: 0)
+
+    assert waits == [IDLE_TICK_S / 5, IDLE_TICK_S / 5, IDLE_TICK_S, IDLE_TICK_S]

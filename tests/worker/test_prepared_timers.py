@@ -366,3 +366,27 @@ def test_the_idle_loop_waits_until_the_next_prepared_timer_and_never_spins(
     assert runner.pause(0.05) == 0.05  # past due: no reason to wake at once
     runner.tick()
     assert runner.pause(0.05) == 0.05
+
+
+def test_commands_wait_while_a_full_batch_of_prepared_timers_falls_due_shortly(
+        store: RentalStore, clock: ManualClock) -> None:
+    """``caught_up`` clears for a burst about to fall due (BURST_LOOKAHEAD), not only
+    once a full batch is due: commands run beside a burst took its rounds' time."""
+    engine = None
+    for i in range(3):
+        engine, _ = running(store, clock, f"soon-{i}", NOW + timedelta(milliseconds=i))
+    assert engine is not None
+    runner = TimerRunner(store, store.timers, engine, clock=clock, batch=2)
+    due = NOW + AUTO_CANCEL
+    clock.set(due - 5 * S)
+    while runner.step():
+        pass
+    assert runner.stats.prepared == 3 and runner.caught_up.is_set()
+    clock.set(due - timedelta(milliseconds=50))  # two of them within 100 ms
+    runner.tick()
+    assert not runner.caught_up.is_set()
+    clock.set(due + timedelta(milliseconds=10))
+    while runner.tick():
+        pass
+    runner.close()
+    assert runner.stats.fired == 3 and runner.caught_up.is_set()

@@ -101,7 +101,8 @@ class EffectOutcome:
     detail: str = ""
 
 
-#: How long a command waits at most for a burst of due timers to be fired.
+#: How long commands give way at most to a burst of due timers (from when the burst
+#: began holding them: timers that keep falling due must not starve the commands).
 DEFAULT_MAX_DEFER = 1.0
 
 
@@ -129,9 +130,12 @@ class EffectRunner:
         self.owner = owner
         self.sleep = sleep
         #: Set while due timers are fired on time (``TimerRunner.caught_up``): new
-        #: commands wait for it, up to ``max_defer`` each (the worker wires it).
+        #: commands wait for it, for ``max_defer`` at most from when the hold began (the
+        #: worker wires it).
         self.defer_to: threading.Event | None = None
         self.max_defer = DEFAULT_MAX_DEFER
+        #: ``time.monotonic()`` when ``defer_to`` was first seen clear (None: it is set).
+        self._held_since: float | None = None
 
     def sweep(self, limit: int = 100) -> list[EffectOutcome]:
         """Run the pending effects of up to ``limit`` rentals, here and now (drains, tests,
@@ -150,7 +154,7 @@ class EffectRunner:
         """
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="rental-fsm-fx")
-        if self.defer_to is not None and not self.defer_to.is_set():
+        if self._hold_left() > 0:
             return 0  # a burst of due timers is being fired: their commits come first
         handed = 0
         for rental_id in sorted(self.store.rentals_with_pending_effects())[:limit]:
@@ -162,10 +166,25 @@ class EffectRunner:
             handed += 1
         return handed
 
+    def _hold_left(self) -> float:
+        """Seconds new commands should still give way to a burst of due timers: none when
+        the timers are caught up, else what is left of ``max_defer`` since the hold
+        began. A burst that goes on holds commands once, not for as long as it lasts."""
+        defer_to = self.defer_to
+        if defer_to is None or defer_to.is_set():
+            self._held_since = None
+            return 0.0
+        now = time.monotonic()
+        since = self._held_since  # one read: the pool's threads call this too
+        if since is None:
+            since = self._held_since = now
+        return max(0.0, since + self.max_defer - now)
+
     def _run_and_release(self, rental_id: str) -> None:
         try:
-            if self.defer_to is not None:
-                self.defer_to.wait(self.max_defer)
+            left = self._hold_left()
+            if left > 0 and self.defer_to is not None:
+                self.defer_to.wait(left)
             self.run_rental(rental_id)
         except Exception:  # logged; the effect stays in the outbox for the next dispatch
             log.exception("effect.run_failed", rental_id=rental_id)

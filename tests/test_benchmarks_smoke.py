@@ -42,7 +42,11 @@ def test_quick_run_writes_every_field(redis_client, amqp_connection, tmp_path: P
                  ("churn", "rss_growth_pct")):
         assert memory[path[0]][path[1]]["value"] is not None
     assert result["scale_out"]["rentals_identical"]["value"] is True
-    assert result["timers"]["fired_exactly_once"]["value"] == result["timers"]["due_within_1s"]
+    timers = result["timers"]
+    assert timers["fired_exactly_once"]["value"] == timers["due_within_1s"]
+    # every fired timer's commands went out, none left in the outbox
+    assert timers["commands_sent"] >= timers["due_within_1s"]
+    assert timers["commands_drained_s"] is not None
     assert result["replay"]["status"] in ("ok", "skipped: replay not available")
     assert "figure" in proc.stdout  # the human-readable table
 

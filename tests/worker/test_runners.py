@@ -371,6 +371,45 @@ def test_new_commands_wait_while_a_burst_of_due_timers_is_fired() -> None:
     assert 0.15 <= _time.monotonic() - started < 5
 
 
+def test_commands_give_way_to_timers_for_max_defer_at_most_even_if_the_burst_goes_on(
+        ) -> None:
+    """A fleet whose timers keep falling due faster than a batch per BURST_LOOKAHEAD keeps
+    caught_up clear for good; its commands (the lock of an auto-cancel end, seed 002's
+    45 s end timeout running) must still go out, after max_defer, not never."""
+    import threading
+    import time as _time
+
+    api = ScriptedAPI(state(central_lock="UNLOCKED", driving_enabled=True))
+    store, engine, runner, _ = setup(api)
+    engine.apply("r-1", "start")
+    caught_up = threading.Event()  # clear, and never set again: the burst goes on
+    runner.defer_to, runner.max_defer = caught_up, 0.2
+
+    assert runner.dispatch() == 0  # the hold begins
+    started = _time.monotonic()
+    handed = 0
+    while not handed and _time.monotonic() - started < 5:  # bounded
+        _time.sleep(0.02)
+        handed = runner.dispatch()
+    waited = _time.monotonic() - started
+    runner.close()
+    assert handed == 1 and 0.15 <= waited < 1
+    assert api.calls[0] == "unlock-and-enable-driving"
+    # the hold spent, the handed rental did not wait another max_defer
+    assert _time.monotonic() - started < 0.2 + waited
+
+    caught_up.set()  # caught up, then a new burst: it holds the next commands again
+    assert runner.dispatch() == 0  # nothing pending
+    sent = len(api.calls)
+    store.set_capabilities("V2", CAR)
+    store.create(Rental("r-2", "V2", "c-2"))
+    engine.apply("r-2", "start")
+    caught_up.clear()
+    assert runner.dispatch() == 0
+    runner.close()
+    assert len(api.calls) == sent and "r-2" in store.rentals_with_pending_effects()
+
+
 def test_the_idle_timer_loop_waits_what_the_runner_says_and_other_loops_the_idle_tick(
         ) -> None:
     """Worker._loop: the timer loop wakes for its next prepared timer (TimerRunner.pause)

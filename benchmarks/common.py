@@ -246,3 +246,27 @@ def rss_kb(pid: int | None = None) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+class BusyCores:
+    """How many of the machine's cores were busy (not idle or waiting on I/O) between
+    ``start`` and ``stop``, from ``/proc/stat``: every process counts, the brokers too."""
+
+    def __init__(self) -> None:
+        self._start: list[int] = []
+        self.value: float | None = None
+
+    @staticmethod
+    def _read() -> list[int]:
+        with open("/proc/stat") as fh:
+            # user nice system idle iowait irq softirq steal (guest is counted in user)
+            return [int(x) for x in fh.readline().split()[1:9]]
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> float:
+        delta = [b - a for a, b in zip(self._start, self._read(), strict=True)]
+        total = sum(delta) or 1
+        self.value = round((os.cpu_count() or 1) * (total - delta[3] - delta[4]) / total, 2)
+        return self.value

@@ -107,7 +107,11 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
      "{memory.churn.simulated_minutes} sim. min, {memory.churn.rentals} rentals", "< 5",
      _ratio(5, False)),
     ("2 workers / 1 worker", "scale_out.ratio",
-     "2 workers {scale_out.two_workers_events_per_s}/s", ">= 1.6", _ratio(1.6, True)),
+     "2 workers {scale_out.two_workers_events_per_s}/s, {scale_out.busy_cores.two} busy",
+     ">= 1.6", _ratio(1.6, True)),
+    ("{scale_out.ceiling_workers} workers / 1 worker (ceiling)", "scale_out.ceiling_ratio",
+     "{scale_out.ceiling_events_per_s}/s, {scale_out.busy_cores.ceiling} cores busy", "",
+     lambda v: ""),
     ("2 workers: rentals identical", "scale_out.rentals_identical.value", "", "true",
      lambda v: ""),
     ("replay lines/s", "replay.lines_per_s", "{replay.lines} lines, {replay.status}", "",
@@ -128,7 +132,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             verdict_text = "met" if value is True else ("n/a" if value is None else "missed")
         else:
             verdict_text = verdict(value)
-        out.append((label, _fmt(value), _context(result, base), target, verdict_text))
+        out.append((_context(result, label), _fmt(value), _context(result, base), target,
+                    verdict_text))
     return out
 
 

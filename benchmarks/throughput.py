@@ -1,5 +1,8 @@
 """Scenarios 1 and 5: event throughput of real ``rental-fsm worker`` processes, and
-scale-out from one to two processes on the same queue, against the two baselines.
+scale-out from one to two processes on the same queue, against the two baselines. A third
+run with more workers than cores (``CEILING_WORKERS``) shows what the machine does with
+every core busy: how far two workers could go here at all, with Redis and RabbitMQ on
+the same two cores.
 
 1,000 RUNNING rentals on 1,000 keyless vehicles; each vehicle sends a realistic stream
 (VehicleStateRecorded door/ignition records and CentralLockChanged), interleaved across
@@ -8,6 +11,7 @@ vehicles, pre-published to a queue of this run, then consumed by the worker(s).
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -21,6 +25,7 @@ from . import baselines
 from .common import (
     AMQP_URL,
     REDIS_URL,
+    BusyCores,
     amqp,
     declare,
     delete_queues,
@@ -35,10 +40,14 @@ from .common import (
 from .workers import spawn, stop, wait_for_lines, worker_env
 
 PREFETCH = 100  # the worker's default (RENTAL_FSM_PREFETCH)
+#: Workers of the ceiling run: more than this machine's 2 cores, so that they are all busy.
+CEILING_WORKERS = 3
 
 
-def worker_run(vehicles: int, per_vehicle: int, processes: int) -> tuple[float, dict[str, Any]]:
-    """One run: returns (events/s, fingerprint of every rental after it)."""
+def worker_run(vehicles: int, per_vehicle: int,
+               processes: int) -> tuple[float, dict[str, Any], float]:
+    """One run: returns (events/s, fingerprint of every rental after it, cores busy while
+    the events were consumed, worker start included)."""
     namespace, queue = unique("tp"), unique("tp-q")
     client = redis_client()
     keys = Keys(namespace)
@@ -54,10 +63,13 @@ def worker_run(vehicles: int, per_vehicle: int, processes: int) -> tuple[float, 
         expected = len(bodies) + vehicles  # one line per event, one per transition
         env = worker_env(REDIS_URL, AMQP_URL, namespace, [queue], PREFETCH)
         log = Path(tempfile.gettempdir()) / f"{namespace}.log"
+        busy = BusyCores()
+        busy.start()
         procs = [spawn(env, log) for _ in range(processes)]
         try:
             elapsed, lines = wait_for_lines(client, keys, ids, expected, timeout_s=600,
                                             procs=procs)
+            busy.stop()
         finally:
             stop(procs)
         rate = lines * len(bodies) / expected / elapsed
@@ -67,7 +79,7 @@ def worker_run(vehicles: int, per_vehicle: int, processes: int) -> tuple[float, 
             entries = store.log(rid)
             prints[rid] = (rental.state.value, rental.version, len(entries),
                            tuple(e["trigger"] for e in entries if e["kind"] == "transition"))
-        return rate, prints
+        return rate, prints, busy.value or 0.0
     finally:
         drop_namespace(client, namespace)
         delete_queues([queue])
@@ -106,16 +118,24 @@ def run(quick: bool) -> dict[str, Any]:
             drop_namespace(redis_client(), ns)
             delete_queues([queue])
 
-    # 1 and 2 workers alternate, so both see the same background load on this shared box.
+    # 1, 2 and CEILING_WORKERS workers alternate, so all see the same background load on
+    # this shared box.
     one: list[float] = []
     two: list[float] = []
+    ceiling: list[float] = []
+    busy: dict[str, list[float]] = {"one": [], "two": [], "ceiling": []}
     prints_one: dict[str, Any] = {}
     prints_two: dict[str, Any] = {}
     for _ in range(runs):
-        rate, prints_one = worker_run(vehicles, per_vehicle, 1)
+        rate, prints_one, cores = worker_run(vehicles, per_vehicle, 1)
         one.append(rate)
-        rate, prints_two = worker_run(vehicles, per_vehicle, 2)
+        busy["one"].append(cores)
+        rate, prints_two, cores = worker_run(vehicles, per_vehicle, 2)
         two.append(rate)
+        busy["two"].append(cores)
+        rate, _, cores = worker_run(vehicles, per_vehicle, CEILING_WORKERS)
+        ceiling.append(rate)
+        busy["ceiling"].append(cores)
 
     raw_best, naive_best, one_best, two_best = _best(raw), _best(naive_rates), _best(one), \
         _best(two)
@@ -140,6 +160,15 @@ def run(quick: bool) -> dict[str, Any]:
             "ratio": figure(round(two_best / one_best, 3), len(two),
                             pair_ratios=[round(b / a, 3) for a, b in zip(one, two, strict=True)]),
             "rentals_identical": same,
+            # More workers than cores: what the machine does with every core busy (the
+            # brokers share them), so how far 2 workers could go here at all.
+            "ceiling_workers": CEILING_WORKERS,
+            "ceiling_events_per_s": figure(_best(ceiling), len(ceiling),
+                                           samples=_round(ceiling)),
+            "ceiling_ratio": figure(round(_best(ceiling) / one_best, 3), len(ceiling)),
+            # cores busy while the events were consumed (median of the runs; all of them)
+            "busy_cores": {run: statistics.median(v) for run, v in busy.items()},
+            "busy_cores_samples": busy,
             "mode": "subprocess",
         },
     }

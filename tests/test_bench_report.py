@@ -38,3 +38,26 @@ def test_a_conditional_figure_that_was_not_measured_has_no_row() -> None:
     assert "latency p99 at half capacity (ms)" not in labels
     measured = {"latency": {"at_half_capacity": {"p99": {"value": 4.2}, "rate_per_s": 450}}}
     assert _row(measured, "latency p99 at half capacity (ms)")[1:3] == ("4.200", "at 450/s")
+
+
+def test_the_ceiling_row_names_its_worker_count_and_the_busy_cores() -> None:
+    result = {"scale_out": {"ceiling_workers": 3, "ceiling_ratio": {"value": 1.58},
+                            "ceiling_events_per_s": {"value": 12800.0},
+                            "busy_cores": {"two": 1.71, "ceiling": 1.9}}}
+    row = _row(result, "3 workers / 1 worker (ceiling)")
+    assert row[1:3] == ("1.580", "12,800.0/s, 1.900 cores busy")
+
+
+def test_busy_cores_counts_a_spinning_process() -> None:
+    """/proc/stat, every process: one busy loop here is at least half a core busy."""
+    import os
+    import time
+
+    from benchmarks.common import BusyCores
+
+    busy = BusyCores()
+    busy.start()
+    until = time.perf_counter() + 0.3
+    while time.perf_counter() < until:
+        pass
+    assert 0.5 <= busy.stop() <= (os.cpu_count() or 1)

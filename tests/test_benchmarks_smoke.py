@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {
     "throughput": ["events_per_s", "raw_limit_events_per_s", "naive_events_per_s",
                    "ratio_to_raw_limit", "ratio_to_naive"],
-    "scale_out": ["one_worker_events_per_s", "two_workers_events_per_s", "ratio"],
+    "scale_out": ["one_worker_events_per_s", "two_workers_events_per_s", "ratio",
+                  "ceiling_events_per_s", "ceiling_ratio"],
     "latency": ["p50_ms", "p99_ms", "p99_9_ms", "max_ms"],
     "timers": ["lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms", "fired",
                "fired_exactly_once"],

@@ -107,7 +107,7 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
      "{memory.churn.simulated_minutes} sim. min, {memory.churn.rentals} rentals", "< 5",
      _ratio(5, False)),
     ("2 workers / 1 worker", "scale_out.ratio",
-     "2 workers {scale_out.two_workers_events_per_s}/s, {scale_out.busy_cores.two} busy",
+     "2 workers {scale_out.two_workers_events_per_s}/s, {scale_out.busy_cores.two} cores busy",
      ">= 1.6", _ratio(1.6, True)),
     ("{scale_out.ceiling_workers} workers / 1 worker (ceiling)", "scale_out.ceiling_ratio",
      "{scale_out.ceiling_events_per_s}/s, {scale_out.busy_cores.ceiling} cores busy", "",

@@ -248,13 +248,44 @@ def rss_kb(pid: int | None = None) -> int:
     return 0
 
 
-class BusyCores:
-    """How many of the machine's cores were busy (not idle or waiting on I/O) between
-    ``start`` and ``stop``, from ``/proc/stat``: every process counts, the brokers too."""
+_TICKS = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
-        self._start: list[int] = []
-        self.value: float | None = None
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is ``name`` (/proc/<pid>/comm), e.g. the brokers."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as fh:
+                    if fh.read().strip() == name:
+                        found.append(int(entry))
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuWindow:
+    """Where the CPU went between ``start`` and ``stop``: how many of the machine's cores
+    were busy (``/proc/stat``, every process, the brokers too) and the CPU seconds of each
+    named group of processes (say the workers, Redis and RabbitMQ)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._stat: list[int] = []
+        self._cpu: dict[str, float] = {}
+        self.busy_cores: float | None = None
+        self.cpu_s: dict[str, float] = {}
 
     @staticmethod
     def _read() -> list[int]:
@@ -262,11 +293,17 @@ class BusyCores:
             # user nice system idle iowait irq softirq steal (guest is counted in user)
             return [int(x) for x in fh.readline().split()[1:9]]
 
-    def start(self) -> None:
-        self._start = self._read()
+    def _group_cpu(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids)
+                for name, pids in self.groups.items()}
 
-    def stop(self) -> float:
-        delta = [b - a for a, b in zip(self._start, self._read(), strict=True)]
+    def start(self) -> None:
+        self._stat, self._cpu = self._read(), self._group_cpu()
+
+    def stop(self) -> None:
+        delta = [b - a for a, b in zip(self._stat, self._read(), strict=True)]
         total = sum(delta) or 1
-        self.value = round((os.cpu_count() or 1) * (total - delta[3] - delta[4]) / total, 2)
-        return self.value
+        self.busy_cores = round((os.cpu_count() or 1) * (total - delta[3] - delta[4]) / total,
+                                2)
+        self.cpu_s = {name: round(cpu - self._cpu[name], 3)
+                      for name, cpu in self._group_cpu().items()}

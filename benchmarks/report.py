@@ -112,6 +112,12 @@ ROWS: list[tuple[str, str, str, str, Callable[[Any], str]]] = [
     ("{scale_out.ceiling_workers} workers / 1 worker (ceiling)", "scale_out.ceiling_ratio",
      "{scale_out.ceiling_events_per_s}/s, {scale_out.busy_cores.ceiling} cores busy", "",
      lambda v: ""),
+    ("1 worker: its CPU an event (us)", "scale_out.cpu_us_per_event.one.workers",
+     "Redis {scale_out.cpu_us_per_event.one.redis}, "
+     "RabbitMQ {scale_out.cpu_us_per_event.one.rabbitmq}", "", lambda v: ""),
+    ("2 workers: their CPU an event (us)", "scale_out.cpu_us_per_event.two.workers",
+     "Redis {scale_out.cpu_us_per_event.two.redis}, "
+     "RabbitMQ {scale_out.cpu_us_per_event.two.rabbitmq}", "", lambda v: ""),
     ("2 workers: rentals identical", "scale_out.rentals_identical.value", "", "true",
      lambda v: ""),
     ("replay lines/s", "replay.lines_per_s", "{replay.lines} lines, {replay.status}", "",

@@ -25,13 +25,14 @@ from . import baselines
 from .common import (
     AMQP_URL,
     REDIS_URL,
-    BusyCores,
+    CpuWindow,
     amqp,
     declare,
     delete_queues,
     drop_namespace,
     figure,
     interleaved,
+    pids_named,
     publish,
     redis_client,
     seed_running,
@@ -45,9 +46,11 @@ CEILING_WORKERS = 3
 
 
 def worker_run(vehicles: int, per_vehicle: int,
-               processes: int) -> tuple[float, dict[str, Any], float]:
-    """One run: returns (events/s, fingerprint of every rental after it, cores busy while
-    the events were consumed, worker start included)."""
+               processes: int) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """One run: returns (events/s, fingerprint of every rental after it, where the CPU
+    went while the events were consumed). The CPU is counted from the last poll before
+    the first commit, so the start of the worker that commits first is left out (that of
+    a later one is not)."""
     namespace, queue = unique("tp"), unique("tp-q")
     client = redis_client()
     keys = Keys(namespace)
@@ -63,15 +66,17 @@ def worker_run(vehicles: int, per_vehicle: int,
         expected = len(bodies) + vehicles  # one line per event, one per transition
         env = worker_env(REDIS_URL, AMQP_URL, namespace, [queue], PREFETCH)
         log = Path(tempfile.gettempdir()) / f"{namespace}.log"
-        busy = BusyCores()
-        busy.start()
         procs = [spawn(env, log) for _ in range(processes)]
+        cpu = CpuWindow({"workers": [p.pid for p in procs],
+                         "redis": pids_named("redis-server"),
+                         "rabbitmq": pids_named("beam.smp")})
         try:
             elapsed, lines = wait_for_lines(client, keys, ids, expected, timeout_s=600,
-                                            procs=procs)
-            busy.stop()
+                                            procs=procs, on_idle_poll=cpu.start)
+            cpu.stop()
         finally:
             stop(procs)
+        log.unlink()  # kept when the run failed, for its errors
         rate = lines * len(bodies) / expected / elapsed
         prints = {}
         for rid in ids:
@@ -79,7 +84,11 @@ def worker_run(vehicles: int, per_vehicle: int,
             entries = store.log(rid)
             prints[rid] = (rental.state.value, rental.version, len(entries),
                            tuple(e["trigger"] for e in entries if e["kind"] == "transition"))
-        return rate, prints, busy.value or 0.0
+        done = rate * elapsed  # events consumed while the CPU was counted
+        return rate, prints, {
+            "busy_cores": cpu.busy_cores,
+            "us_per_event": {name: round(seconds * 1e6 / done, 1)
+                             for name, seconds in cpu.cpu_s.items()}}
     finally:
         drop_namespace(client, namespace)
         delete_queues([queue])
@@ -123,19 +132,19 @@ def run(quick: bool) -> dict[str, Any]:
     one: list[float] = []
     two: list[float] = []
     ceiling: list[float] = []
-    busy: dict[str, list[float]] = {"one": [], "two": [], "ceiling": []}
+    cpu: dict[str, list[dict[str, Any]]] = {"one": [], "two": [], "ceiling": []}
     prints_one: dict[str, Any] = {}
     prints_two: dict[str, Any] = {}
     for _ in range(runs):
-        rate, prints_one, cores = worker_run(vehicles, per_vehicle, 1)
+        rate, prints_one, used = worker_run(vehicles, per_vehicle, 1)
         one.append(rate)
-        busy["one"].append(cores)
-        rate, prints_two, cores = worker_run(vehicles, per_vehicle, 2)
+        cpu["one"].append(used)
+        rate, prints_two, used = worker_run(vehicles, per_vehicle, 2)
         two.append(rate)
-        busy["two"].append(cores)
-        rate, _, cores = worker_run(vehicles, per_vehicle, CEILING_WORKERS)
+        cpu["two"].append(used)
+        rate, _, used = worker_run(vehicles, per_vehicle, CEILING_WORKERS)
         ceiling.append(rate)
-        busy["ceiling"].append(cores)
+        cpu["ceiling"].append(used)
 
     raw_best, naive_best, one_best, two_best = _best(raw), _best(naive_rates), _best(one), \
         _best(two)
@@ -166,12 +175,20 @@ def run(quick: bool) -> dict[str, Any]:
             "ceiling_events_per_s": figure(_best(ceiling), len(ceiling),
                                            samples=_round(ceiling)),
             "ceiling_ratio": figure(round(_best(ceiling) / one_best, 3), len(ceiling)),
-            # cores busy while the events were consumed (median of the runs; all of them)
-            "busy_cores": {run: statistics.median(v) for run, v in busy.items()},
-            "busy_cores_samples": busy,
+            # While the events were consumed (medians of the runs): cores busy, and CPU
+            # an event of the workers (all of them together), Redis and RabbitMQ.
+            "busy_cores": {run: statistics.median(u["busy_cores"] for u in used)
+                           for run, used in cpu.items()},
+            "cpu_us_per_event": {run: _median_each([u["us_per_event"] for u in used])
+                                 for run, used in cpu.items()},
+            "cpu_samples": cpu,
             "mode": "subprocess",
         },
     }
+
+
+def _median_each(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(s[name] for s in samples) for name in samples[0]}
 
 
 def _round(values: Sequence[float]) -> list[float]:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +75,14 @@ def log_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str]) -> int
 
 def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],
                    expected: int, *, timeout_s: float, procs: Sequence[Any] = (),
-                   poll_s: float = 0.05) -> tuple[float, int]:
+                   poll_s: float = 0.05,
+                   on_idle_poll: Callable[[], None] | None = None) -> tuple[float, int]:
     """Wait until the logs hold ``expected`` lines; returns (seconds from the last poll
     that saw no progress to the one that saw them all, lines done in that time). The work
     began after that poll, so the time is an upper bound (by ``poll_s`` at most) and is
-    never zero, even when everything lands between two polls. Stops early when progress
-    stalls 5 s."""
+    never zero, even when everything lands between two polls. ``on_idle_poll`` is called
+    after each poll that saw no progress yet (the last call starts the measured time).
+    Stops early when progress stalls 5 s."""
     base = log_lines(client, keys, rental_ids)
     idle_t, first_t = time.perf_counter(), 0.0
     last_n, last_change = base, time.monotonic()
@@ -94,6 +96,8 @@ def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],
                 first_t = idle_t
         elif not first_t:
             idle_t = now
+            if on_idle_poll is not None:
+                on_idle_poll()
         if n >= expected:
             return now - first_t, n - base
         if first_t and time.monotonic() - last_change > 5:

@@ -48,16 +48,29 @@ def test_the_ceiling_row_names_its_worker_count_and_the_busy_cores() -> None:
     assert row[1:3] == ("1.580", "12,800.0/s, 1.900 cores busy")
 
 
-def test_busy_cores_counts_a_spinning_process() -> None:
-    """/proc/stat, every process: one busy loop here is at least half a core busy."""
+def test_the_cpu_window_counts_a_spinning_process_and_puts_it_in_its_group() -> None:
+    """/proc: one busy loop here is at least half a core busy, and its CPU is this
+    process's group's, not the other's."""
     import os
     import time
 
-    from benchmarks.common import BusyCores
+    from benchmarks.common import CpuWindow
 
-    busy = BusyCores()
-    busy.start()
-    until = time.perf_counter() + 0.3
-    while time.perf_counter() < until:
+    window = CpuWindow({"me": [os.getpid()], "gone": [2 ** 22 + 1]})  # above pid_max
+    window.start()
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.3:
         pass
-    assert 0.5 <= busy.stop() <= (os.cpu_count() or 1)
+    window.stop()
+    assert window.busy_cores is not None
+    assert 0.5 <= window.busy_cores <= (os.cpu_count() or 1)
+    assert 0.2 <= window.cpu_s["me"] <= 1 and window.cpu_s["gone"] == 0
+
+
+def test_the_cpu_rows_say_where_an_event_s_cpu_went() -> None:
+    result = {"scale_out": {"cpu_us_per_event": {
+        "one": {"workers": 80.5, "redis": 29.7, "rabbitmq": 28.0},
+        "two": {"workers": 81.0, "redis": 26.2, "rabbitmq": 27.5}}}}
+    assert _row(result, "1 worker: its CPU an event (us)")[1:3] == (
+        "80.5", "Redis 29.7, RabbitMQ 28.0")
+    assert _row(result, "2 workers: their CPU an event (us)")[1] == "81.0"

@@ -72,7 +72,7 @@ class Worker:
             declare=parts.declare)
         self.timer_runner = TimerRunner(parts.store, parts.timers, parts.engine,
                                         clock=self.clock, horizon=parts.timer_horizon)
-        # commands give way to a burst of due timers (at most EffectRunner.max_defer each)
+        # commands give way to a burst of due timers (EffectRunner.max_defer at most)
         parts.effects.defer_to = self.timer_runner.caught_up
         self._stop = threading.Event()
 

@@ -182,18 +182,19 @@ def run(quick: bool) -> dict[str, Any]:
             "ceiling_ratio": figure(round(_best(ceiling) / one_best, 3), len(ceiling)),
             # While the events were consumed (medians of the runs): cores busy, and CPU
             # an event of the workers (all of them together), Redis and RabbitMQ.
-            "busy_cores": {run: statistics.median(u["busy_cores"] for u in used)
+            "busy_cores": {run: _median_figure([u["busy_cores"] for u in used])
                            for run, used in cpu.items()},
-            "cpu_us_per_event": {run: _median_each([u["us_per_event"] for u in used])
-                                 for run, used in cpu.items()},
-            "cpu_samples": cpu,
+            "cpu_us_per_event": {
+                run: {name: _median_figure([u["us_per_event"][name] for u in used])
+                      for name in used[0]["us_per_event"]}
+                for run, used in cpu.items()},
             "mode": "subprocess",
         },
     }
 
 
-def _median_each(samples: Sequence[dict[str, float]]) -> dict[str, float]:
-    return {name: statistics.median(s[name] for s in samples) for name in samples[0]}
+def _median_figure(samples: Sequence[float]) -> dict[str, Any]:
+    return figure(statistics.median(samples), len(samples), samples=list(samples))
 
 
 def _round(values: Sequence[float]) -> list[float]:

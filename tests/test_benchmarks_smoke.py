@@ -43,6 +43,12 @@ def test_quick_run_writes_every_field(redis_client, amqp_connection, tmp_path: P
                  ("churn", "rss_growth_pct")):
         assert memory[path[0]][path[1]]["value"] is not None
     assert result["scale_out"]["rentals_identical"]["value"] is True
+    for run in ("one", "two", "ceiling"):  # where the CPU went, figures like any other
+        figures = [result["scale_out"]["busy_cores"][run],
+                   *result["scale_out"]["cpu_us_per_event"][run].values()]
+        assert len(figures) == 4  # cores busy; the workers, Redis and RabbitMQ
+        assert all(f["value"] is not None and f["runs"] >= 1 and f["cores"] >= 1
+                   for f in figures), run
     timers = result["timers"]
     assert timers["fired_exactly_once"]["value"] == timers["due_within_1s"]
     # every fired timer's commands went out, none left in the outbox

@@ -63,3 +63,20 @@ def test_readme_performance_section_is_generated_from_the_latest_result() -> Non
 
     text = README.read_text()
     assert report.with_section(text, report.section(report.latest())) == text
+
+
+@pytest.mark.parametrize("path", [README, *sorted((README.parent / "docs").glob("*.rst"))],
+                         ids=lambda p: p.name)
+def test_the_reStructuredText_renders_without_errors(path: Path) -> None:
+    """Found when two tables of the README had text in a column margin: docutils (and so
+    any site rendering the README) reported them as malformed and showed them as text."""
+    import io
+
+    import docutils.core
+    from docutils.writers.null import Writer
+
+    errors = io.StringIO()
+    docutils.core.publish_string(path.read_text(), source_path=str(path), writer=Writer(),
+                                 settings_overrides={"report_level": 2, "halt_level": 5,
+                                                     "warning_stream": errors})
+    assert errors.getvalue() == ""

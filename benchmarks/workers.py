@@ -81,10 +81,13 @@ def wait_for_lines(client: redis.Redis, keys: Keys, rental_ids: Sequence[str],
     that saw no progress to the one that saw them all, lines done in that time). The work
     began after that poll, so the time is an upper bound (by ``poll_s`` at most) and is
     never zero, even when everything lands between two polls. ``on_idle_poll`` is called
-    after each poll that saw no progress yet (the last call starts the measured time).
+    after the starting count and after each poll that saw no progress yet (the last call
+    starts the measured time).
     Stops early when progress stalls 5 s."""
     base = log_lines(client, keys, rental_ids)
     idle_t, first_t = time.perf_counter(), 0.0
+    if on_idle_poll is not None:  # the starting count is the first poll without progress
+        on_idle_poll()
     last_n, last_change = base, time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

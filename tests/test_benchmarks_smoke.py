@@ -69,3 +69,19 @@ def test_progress_that_lands_between_two_polls_still_has_a_duration(monkeypatch)
     elapsed, lines = workers.wait_for_lines(None, None, [], 600, timeout_s=5, poll_s=0.01)  # type: ignore[arg-type]
     assert lines == 600
     assert 0.005 < elapsed < 1
+
+
+def test_the_idle_poll_hook_runs_even_when_the_first_poll_already_sees_progress(
+        monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Found when a worker committed before the first poll: the CPU window was never
+    started (its hook ran only on polls without progress) and stopping it failed. The
+    read of the starting count is such a poll too."""
+    from benchmarks import workers
+
+    counts = iter([0, 600])
+    calls: list[int] = []
+    monkeypatch.setattr(workers, "log_lines", lambda *a: next(counts))
+    elapsed, lines = workers.wait_for_lines(None, None, [], 600, timeout_s=5, poll_s=0.01,  # type: ignore[arg-type]
+                                            on_idle_poll=lambda: calls.append(1))
+    assert lines == 600 and elapsed > 0
+    assert calls == [1]

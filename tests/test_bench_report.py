@@ -49,8 +49,8 @@ def test_the_ceiling_row_names_its_worker_count_and_the_busy_cores() -> None:
 
 
 def test_the_cpu_window_counts_a_spinning_process_and_puts_it_in_its_group() -> None:
-    """/proc: one busy loop here is at least half a core busy, and its CPU is this
-    process's group's, not the other's."""
+    """/proc: a busy loop here is counted in this process's group, not the other's, and
+    the machine was at least as busy as this process was."""
     import os
     import time
 
@@ -58,13 +58,15 @@ def test_the_cpu_window_counts_a_spinning_process_and_puts_it_in_its_group() -> 
 
     window = CpuWindow({"me": [os.getpid()], "gone": [2 ** 22 + 1]})  # above pid_max
     window.start()
-    started = time.perf_counter()
-    while time.perf_counter() - started < 0.3:
+    started, cpu0 = time.perf_counter(), time.process_time()
+    while time.process_time() - cpu0 < 0.3 and time.perf_counter() - started < 10:
         pass
     window.stop()
+    wall, spun = time.perf_counter() - started, time.process_time() - cpu0
+    assert window.cpu_s["gone"] == 0
+    assert abs(window.cpu_s["me"] - spun) <= 0.05  # clock ticks of 10 ms
     assert window.busy_cores is not None
-    assert 0.5 <= window.busy_cores <= (os.cpu_count() or 1)
-    assert 0.2 <= window.cpu_s["me"] <= 1 and window.cpu_s["gone"] == 0
+    assert 0.8 * spun / wall <= window.busy_cores <= (os.cpu_count() or 1)
 
 
 def test_the_cpu_rows_say_where_an_event_s_cpu_went() -> None:

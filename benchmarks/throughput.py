@@ -79,14 +79,14 @@ def worker_run(vehicles: int, per_vehicle: int,
         finally:
             stop(procs)
         log.unlink()  # kept when the run failed, for its errors
-        rate = lines * len(bodies) / expected / elapsed
+        done = lines * len(bodies) / expected  # events consumed while the clock ran
+        rate = done / elapsed
         prints = {}
         for rid in ids:
             rental = store.get(rid)
             entries = store.log(rid)
             prints[rid] = (rental.state.value, rental.version, len(entries),
                            tuple(e["trigger"] for e in entries if e["kind"] == "transition"))
-        done = rate * elapsed  # events consumed while the CPU was counted
         return rate, prints, {
             "busy_cores": cpu.busy_cores,
             "us_per_event": {name: round(seconds * 1e6 / done, 1)

@@ -43,7 +43,8 @@ def test_a_conditional_figure_that_was_not_measured_has_no_row() -> None:
 def test_the_ceiling_row_names_its_worker_count_and_the_busy_cores() -> None:
     result = {"scale_out": {"ceiling_workers": 3, "ceiling_ratio": {"value": 1.58},
                             "ceiling_events_per_s": {"value": 12800.0},
-                            "busy_cores": {"two": 1.71, "ceiling": 1.9}}}
+                            "busy_cores": {"two": {"value": 1.71, "runs": 3},
+                                           "ceiling": {"value": 1.9, "runs": 3}}}}
     row = _row(result, "3 workers / 1 worker (ceiling)")
     assert row[1:3] == ("1.580", "12,800.0/s, 1.900 cores busy")
 
@@ -70,9 +71,12 @@ def test_the_cpu_window_counts_a_spinning_process_and_puts_it_in_its_group() -> 
 
 
 def test_the_cpu_rows_say_where_an_event_s_cpu_went() -> None:
+    def fig(value: float) -> dict[str, Any]:  # as throughput.py writes them
+        return {"value": value, "runs": 3, "cores": 2, "samples": [value] * 3}
+
     result = {"scale_out": {"cpu_us_per_event": {
-        "one": {"workers": 80.5, "redis": 29.7, "rabbitmq": 28.0},
-        "two": {"workers": 81.0, "redis": 26.2, "rabbitmq": 27.5}}}}
+        "one": {"workers": fig(80.5), "redis": fig(29.7), "rabbitmq": fig(28.0)},
+        "two": {"workers": fig(81.0), "redis": fig(26.2), "rabbitmq": fig(27.5)}}}}
     assert _row(result, "1 worker: its CPU an event (us)")[1:3] == (
         "80.5", "Redis 29.7, RabbitMQ 28.0")
     assert _row(result, "2 workers: their CPU an event (us)")[1] == "81.0"

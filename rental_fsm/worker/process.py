@@ -189,11 +189,10 @@ def build_parts(
         problems.append("RENTAL_FSM_ONEAPI_CLIENT_ID and _SECRET are required for a worker")
     if problems:
         raise ConfigurationError(problems)
-    from kombu.connection import Connection
-
     from ..store.base import Keys
     from ..store.dead_letters import RedisDeadLetters
     from ..store.redis import RedisRentalStore, connect
+    from .amqp_reader import connection as amqp_connection
 
     clock = clock or SystemClock()
     client = connect(settings.redis_url)  # type: ignore[arg-type]
@@ -211,7 +210,7 @@ def build_parts(
         store=store, timers=store.timers, engine=engine,
         handler=EventHandler(store, engine, dead, clock=clock),
         effects=EffectRunner(store, engine, api, clock=clock, owner=owner),
-        connection=Connection(settings.amqp_url, heartbeat=30),  # type: ignore[no-untyped-call]
+        connection=amqp_connection(settings.amqp_url, heartbeat=30),  # type: ignore[arg-type]
         queues=settings.event_queues, prefetch=settings.prefetch,
         declare=settings.declare_queues, timer_horizon=settings.timer_horizon,
     )

@@ -156,3 +156,16 @@ def test_settings_from_the_environment_build_a_worker(monkeypatch) -> None:  # t
     parts = build_parts(Settings.from_env(env))
     assert parts.queues == ("a", "b") and parts.prefetch == 7
     assert type(parts.connection.transport).__name__ == "SSLTransport"  # amqps:// is TLS
+
+
+def test_a_plain_amqp_url_gives_the_worker_the_buffered_frame_reader() -> None:
+    from rental_fsm.config import Settings
+    from rental_fsm.worker.amqp_reader import BufferedTransport
+    from rental_fsm.worker.process import build_parts
+
+    env = {"RENTAL_FSM_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "RENTAL_FSM_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
+           "RENTAL_FSM_EVENT_QUEUES": "a", "RENTAL_FSM_ONEAPI_CLIENT_ID": "id",
+           "RENTAL_FSM_ONEAPI_CLIENT_SECRET": "secret"}
+    parts = build_parts(Settings.from_env(env))
+    assert type(parts.connection.transport) is BufferedTransport

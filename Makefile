@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test diagrams diagrams-check lint typecheck demo chaos bench clean
+.PHONY: install test diagrams diagrams-check lint typecheck demo chaos bench profile clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ chaos: $(STAMP)
 bench: $(STAMP)
 	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+## profile: where one worker's time goes on the throughput workload (py-spy, sampling from
+## outside): benchmarks/results/<date>-profile.txt. PROFILE_ARGS=--per-vehicle 20
+profile: $(STAMP)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m benchmarks.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,14 @@ PER_VEHICLE = 50
 CEILING_WORKERS = 3
 
 
-def worker_run(vehicles: int, per_vehicle: int,
-               processes: int) -> tuple[float, dict[str, Any], dict[str, Any]]:
+def worker_run(vehicles: int, per_vehicle: int, processes: int, *,
+               on_spawn: Callable[[int], None] | None = None,
+               ) -> tuple[float, dict[str, Any], dict[str, Any]]:
     """One run: returns (events/s, fingerprint of every rental after it, where the CPU
     went while the events were consumed). The CPU is counted from the last poll before
     the first commit, so the start of the worker that commits first is left out (that of
-    a later one is not)."""
+    a later one is not). ``on_spawn`` gets each worker's pid as it starts (the profiler
+    attaches there)."""
     namespace, queue = unique("tp"), unique("tp-q")
     client = redis_client()
     keys = Keys(namespace)
@@ -69,6 +71,9 @@ def worker_run(vehicles: int, per_vehicle: int,
         env = worker_env(REDIS_URL, AMQP_URL, namespace, [queue], PREFETCH)
         log = Path(tempfile.gettempdir()) / f"{namespace}.log"
         procs = [spawn(env, log) for _ in range(processes)]
+        if on_spawn is not None:
+            for proc in procs:
+                on_spawn(proc.pid)
         cpu = CpuWindow({"workers": [p.pid for p in procs],
                          "redis": pids_named("redis-server"),
                          "rabbitmq": pids_named("beam.smp")})

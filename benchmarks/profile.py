@@ -1,0 +1,170 @@
+"""``python -m benchmarks.profile``: where one ``rental-fsm worker`` spends its time on the
+throughput workload (scenario 1), sampled by py-spy from outside the process.
+
+py-spy attaches to the worker subprocess without pausing it (``--nonblocking``) and
+records idle stacks too (``--idle``), so a thread's samples add up to its wall time:
+the consume thread's table says how much of it is our Python, kombu's frame handling,
+or waiting for Redis's replies and the next deliveries. Writes
+``benchmarks/results/<UTC date>-profile.txt`` (inclusive and self shares of the consume
+thread by function, and every thread's share of the samples); ``make profile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The consume thread is the one whose stacks pass through this frame (py-spy names
+#: methods by their qualified name).
+CONSUME_FRAME = "KombuEventConsumer.consume (rental_fsm/worker/consumer.py)"
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+@dataclass
+class ThreadProfile:
+    """One thread's samples: inclusive (the function is on the stack) and self (it is
+    the innermost frame) counts by function."""
+
+    samples: int = 0
+    inclusive: Counter[str] = field(default_factory=Counter)
+    self_: Counter[str] = field(default_factory=Counter)
+
+
+def frame_name(frame: str) -> str:
+    """``func (path/to/file.py:12)`` -> ``func (file.py)``: call sites of one function
+    merged, paths shortened to the package."""
+    match = _FRAME.match(frame.strip())
+    if not match:
+        return frame.strip()
+    path = match["file"]
+    for marker in ("site-packages/", "/rental_fsm/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            if marker == "/rental_fsm/":
+                path = "rental_fsm/" + path
+            break
+    return f"{match['func']} ({path})"
+
+
+def aggregate(lines: Iterable[str]) -> dict[str, ThreadProfile]:
+    """py-spy's raw output (``thread (id);outer;...;inner COUNT`` a line, ``--threads``)
+    by thread; a thread is named by the consume loop when it runs one, else by its id."""
+    threads: dict[str, ThreadProfile] = {}
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            raise ValueError(f"not a py-spy raw line: {line[:80]!r}")
+        count = int(count_text)
+        frames = stack.split(";")
+        thread, frames = (frames[0], frames[1:]) if frames[0].startswith("thread ") \
+            else ("thread (?)", frames)
+        names = [frame_name(f) for f in frames]
+        profile = threads.setdefault(thread, ThreadProfile())
+        profile.samples += count
+        for name in set(names):
+            profile.inclusive[name] += count
+        if names:
+            profile.self_[names[-1]] += count
+    return threads
+
+
+def consume_thread(threads: dict[str, ThreadProfile]) -> str | None:
+    """The thread that ran the consume loop (most samples through it)."""
+    best = None
+    for thread, profile in threads.items():
+        hits = profile.inclusive.get(CONSUME_FRAME, 0)
+        if hits and (best is None or hits > best[1]):
+            best = (thread, hits)
+    return best[0] if best else None
+
+
+def render(threads: dict[str, ThreadProfile], *, header: str, top: int = 30) -> str:
+    """The text report: every thread's share, then the consume thread's functions."""
+    total = sum(p.samples for p in threads.values()) or 1
+    main = consume_thread(threads)
+    out = [header, "", "threads (share of all samples; idle stacks included):"]
+    for thread, profile in sorted(threads.items(), key=lambda kv: -kv[1].samples):
+        role = "consume loop" if thread == main else _role(profile)
+        out.append(f"  {profile.samples / total:6.1%}  {profile.samples:7d}  {thread}  {role}")
+    if main is None:
+        out += ["", "no thread ran the consume loop"]
+        return "\n".join(out) + "\n"
+    profile = threads[main]
+    for title, counts in (("inclusive", profile.inclusive), ("self", profile.self_)):
+        out += ["", f"consume thread, {title} (share of its {profile.samples} samples):"]
+        for name, n in counts.most_common(top):
+            out.append(f"  {n / profile.samples:6.1%}  {name}")
+    return "\n".join(out) + "\n"
+
+
+def _role(profile: ThreadProfile) -> str:
+    """A thread's outermost frame of ours, so the report says which loop it is."""
+    ours = [f for f, _ in profile.inclusive.most_common() if "rental_fsm/" in f]
+    return ours[0] if ours else ""
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise SystemExit("py-spy is not installed: make profile installs it (bench extra)")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument("--per-vehicle", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=100, help="samples a second")
+    parser.add_argument("--out", type=Path, help="default results/<date>-profile.txt")
+    args = parser.parse_args(argv)
+    from rental_fsm.logs import configure_logging
+
+    from .common import CORES
+    from .throughput import worker_run
+
+    configure_logging(level="error")
+    out = args.out or RESULTS / f"{datetime.now(timezone.utc):%Y-%m-%d}-profile.txt"
+    raw = out.with_suffix(".raw")
+    command = [py_spy(), "record", "--format", "raw", "--threads", "--idle",
+               "--nonblocking", "--rate", str(args.rate), "--output", str(raw), "--pid"]
+    spies: list[subprocess.Popen[bytes]] = []
+
+    def attach(pid: int) -> None:
+        spies.append(subprocess.Popen([*command, str(pid)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+
+    try:
+        rate, _, used = worker_run(args.vehicles, args.per_vehicle, 1, on_spawn=attach)
+    finally:
+        for spy in spies:  # py-spy stops and writes when the worker exits
+            spy.wait(60)
+    threads = aggregate(raw.read_text().splitlines())
+    raw.unlink()
+    header = (f"python -m benchmarks.profile: 1 worker, {args.vehicles} rentals, "
+              f"{args.vehicles * args.per_vehicle} events, py-spy {args.rate} Hz "
+              f"(nonblocking, idle included), {CORES} cores, "
+              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+              f"while profiled: {rate:,.1f} events/s, worker CPU an event "
+              f"{used['us_per_event']['workers']} us, Redis {used['us_per_event']['redis']}, "
+              f"RabbitMQ {used['us_per_event']['rabbitmq']} (the worker's start included "
+              f"in the samples)")
+    out.write_text(render(threads, header=header))
+    print(out.read_text())
+    print(f"written: {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

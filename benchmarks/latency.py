@@ -24,6 +24,7 @@ from rental_fsm.events.handler import EventHandler
 from rental_fsm.store import Keys
 from rental_fsm.store.dead_letters import RedisDeadLetters
 from rental_fsm.store.redis import RedisRentalStore
+from rental_fsm.worker.amqp_reader import connection as amqp_connection
 from rental_fsm.worker.process import Parts, Worker
 
 from .common import (
@@ -64,7 +65,7 @@ def measure(rate: float, seconds: float, vehicles: int) -> dict[str, Any]:
     handler = EventHandler(store, engine, RedisDeadLetters(client, keys, clock), clock=clock)
     parts = Parts(store=store, timers=store.timers, engine=engine, handler=handler,
                   effects=EffectRunner(store, engine, NullAPI(), clock=clock, owner="bench"),
-                  connection=Connection(AMQP_URL, heartbeat=0), queues=(queue,),
+                  connection=amqp_connection(AMQP_URL, heartbeat=0), queues=(queue,),
                   prefetch=100)
     samples: list[float] = []
     original = handler.handle_batch

@@ -7,6 +7,8 @@ the consume thread's table says how much of it is our Python, kombu's frame hand
 or waiting for Redis's replies and the next deliveries. Writes
 ``benchmarks/results/<UTC date>-profile.txt`` (inclusive and self shares of the consume
 thread by function, and every thread's share of the samples); ``make profile``.
+``--scenario latency`` profiles scenario 2 instead (the in-process worker at 1,000
+events/s): ``<date>-latency-profile.txt``.
 """
 
 from __future__ import annotations
@@ -124,21 +126,44 @@ def py_spy() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser.add_argument("--scenario", choices=("throughput", "latency"), default="throughput",
+                        help="throughput: a worker subprocess on pre-published events; "
+                             "latency: scenario 2's in-process worker at a paced rate")
     parser.add_argument("--vehicles", type=int, default=1000)
-    parser.add_argument("--per-vehicle", type=int, default=50)
+    parser.add_argument("--per-vehicle", type=int, default=50, help="throughput only")
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency only")
     parser.add_argument("--rate", type=int, default=100, help="samples a second")
-    parser.add_argument("--out", type=Path, help="default results/<date>-profile.txt")
+    parser.add_argument("--out", type=Path,
+                        help="default results/<date>-profile.txt (-latency-profile.txt)")
     args = parser.parse_args(argv)
     from rental_fsm.logs import configure_logging
 
-    from .common import CORES
-    from .throughput import worker_run
-
     configure_logging(level="error")
-    out = args.out or RESULTS / f"{datetime.now(timezone.utc):%Y-%m-%d}-profile.txt"
+    suffix = "profile" if args.scenario == "throughput" else "latency-profile"
+    out = args.out or RESULTS / f"{datetime.now(timezone.utc):%Y-%m-%d}-{suffix}.txt"
     raw = out.with_suffix(".raw")
     command = [py_spy(), "record", "--format", "raw", "--threads", "--idle",
                "--nonblocking", "--rate", str(args.rate), "--output", str(raw), "--pid"]
+    run = _profile_throughput if args.scenario == "throughput" else _profile_latency
+    what = run(args, command)
+    threads = aggregate(raw.read_text().splitlines())
+    raw.unlink()
+    from .common import CORES
+
+    header = (f"python -m benchmarks.profile --scenario {args.scenario}: {what}\n"
+              f"py-spy {args.rate} Hz (nonblocking, idle included), {CORES} cores, "
+              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    out.write_text(render(threads, header=header))
+    print(out.read_text())
+    print(f"written: {out}", file=sys.stderr)
+    return 0
+
+
+def _profile_throughput(args: argparse.Namespace, command: list[str]) -> str:
+    """One worker subprocess, py-spy attached as it starts; it stops and writes when the
+    worker exits."""
+    from .throughput import worker_run
+
     spies: list[subprocess.Popen[bytes]] = []
 
     def attach(pid: int) -> None:
@@ -148,22 +173,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rate, _, used = worker_run(args.vehicles, args.per_vehicle, 1, on_spawn=attach)
     finally:
-        for spy in spies:  # py-spy stops and writes when the worker exits
+        for spy in spies:
             spy.wait(60)
-    threads = aggregate(raw.read_text().splitlines())
-    raw.unlink()
-    header = (f"python -m benchmarks.profile: 1 worker, {args.vehicles} rentals, "
-              f"{args.vehicles * args.per_vehicle} events, py-spy {args.rate} Hz "
-              f"(nonblocking, idle included), {CORES} cores, "
-              f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
-              f"while profiled: {rate:,.1f} events/s, worker CPU an event "
-              f"{used['us_per_event']['workers']} us, Redis {used['us_per_event']['redis']}, "
-              f"RabbitMQ {used['us_per_event']['rabbitmq']} (the worker's start included "
-              f"in the samples)")
-    out.write_text(render(threads, header=header))
-    print(out.read_text())
-    print(f"written: {out}", file=sys.stderr)
-    return 0
+    cpu = used["us_per_event"]
+    return (f"1 worker, {args.vehicles} rentals, {args.vehicles * args.per_vehicle} events; "
+            f"while profiled {rate:,.1f} events/s, worker CPU an event {cpu['workers']} us, "
+            f"Redis {cpu['redis']}, RabbitMQ {cpu['rabbitmq']} (the worker's start is in "
+            f"the samples)")
+
+
+def _profile_latency(args: argparse.Namespace, command: list[str]) -> str:
+    """Scenario 2 in this process, py-spy attached to it; stopped with SIGINT (py-spy
+    writes what it has) once the run is over."""
+    import os
+    import signal
+    import time
+
+    from .latency import measure
+
+    spy = subprocess.Popen([*command, str(os.getpid())], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # attached before the run starts
+        result = measure(1000.0, args.seconds, args.vehicles)
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    ms = result["ms"]
+    return (f"in-process worker, publisher at 1,000 events/s for {args.seconds:g} s, "
+            f"{args.vehicles} rentals; while profiled p50 {ms.get('p50')} ms, p99 "
+            f"{ms.get('p99')} ms, max {ms.get('max')} ms")
 
 
 if __name__ == "__main__":

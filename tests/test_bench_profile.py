@@ -62,3 +62,18 @@ def test_a_small_profile_run_reports_the_consume_thread(
     assert "consume thread, inclusive" in text and "consume loop" in text
     assert "EventHandler.handle_batch (rental_fsm/events/handler.py)" in text
     assert not out.with_suffix(".raw").exists()
+
+
+@pytest.mark.redis
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_a_small_latency_profile_finds_the_in_process_consume_thread(
+        redis_client, amqp_connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "latency-profile.txt"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--scenario", "latency",
+                           "--vehicles", "20", "--seconds", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    assert "--scenario latency" in text and "p99" in text
+    assert "consume loop" in text and "consume thread, self" in text

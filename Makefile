@@ -53,7 +53,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 ## profile: where one worker's time goes on the throughput workload (py-spy, sampling from
-## outside): benchmarks/results/<date>-profile.txt. PROFILE_ARGS=--per-vehicle 20
+## outside): benchmarks/results/<date>-profile.txt. PROFILE_ARGS="--scenario latency": the
+## in-process worker at 1,000 events/s instead (<date>-latency-profile.txt)
 profile: $(STAMP)
 	test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.profile $(PROFILE_ARGS)

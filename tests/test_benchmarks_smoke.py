@@ -49,6 +49,9 @@ def test_quick_run_writes_every_field(redis_client, amqp_connection, tmp_path: P
         assert len(figures) == 4  # cores busy; the workers, Redis and RabbitMQ
         assert all(f["value"] is not None and f["runs"] >= 1 and f["cores"] >= 1
                    for f in figures), run
+    batches = result["latency"]["batch_sizes"]  # every handled message in some batch
+    assert 1 <= batches["n"] <= result["latency"]["p50_ms"]["events"]
+    assert 1 <= batches["p50"] <= batches["max"] <= 100  # the prefetch
     timers = result["timers"]
     assert timers["fired_exactly_once"]["value"] == timers["due_within_1s"]
     # every fired timer's commands went out, none left in the outbox

@@ -68,7 +68,7 @@ def measure(rate: float, seconds: float, vehicles: int) -> dict[str, Any]:
                   connection=amqp_connection(AMQP_URL, heartbeat=0), queues=(queue,),
                   prefetch=100)
     samples: list[float] = []
-    batches: list[int] = []  # messages a handle_batch call: small ones pay a batch's costs
+    batches: list[int] = []  # messages a handle_batch call
     original = handler.handle_batch
 
     def timed(messages: Any) -> Any:

@@ -58,8 +58,8 @@ def frame_name(frame: str) -> str:
 
 
 def aggregate(lines: Iterable[str]) -> dict[str, ThreadProfile]:
-    """py-spy's raw output (``thread (id);outer;...;inner COUNT`` a line, ``--threads``)
-    by thread; a thread is named by the consume loop when it runs one, else by its id."""
+    """py-spy's raw output (``thread (id): name;outer;...;inner COUNT`` a line,
+    ``--threads``) by thread, keyed by that first frame."""
     threads: dict[str, ThreadProfile] = {}
     for line in lines:
         line = line.rstrip("\n")
@@ -84,12 +84,9 @@ def aggregate(lines: Iterable[str]) -> dict[str, ThreadProfile]:
 
 def consume_thread(threads: dict[str, ThreadProfile]) -> str | None:
     """The thread that ran the consume loop (most samples through it)."""
-    best = None
-    for thread, profile in threads.items():
-        hits = profile.inclusive.get(CONSUME_FRAME, 0)
-        if hits and (best is None or hits > best[1]):
-            best = (thread, hits)
-    return best[0] if best else None
+    hits = {thread: p.inclusive.get(CONSUME_FRAME, 0) for thread, p in threads.items()}
+    best = max(hits, key=hits.__getitem__, default=None)
+    return best if best is not None and hits[best] else None
 
 
 def render(threads: dict[str, ThreadProfile], *, header: str, top: int = 30) -> str:

@@ -48,17 +48,21 @@ def test_a_line_that_is_not_py_spy_raw_output_is_refused() -> None:
         aggregate(["thread (1);f (a.py:1) lots"])
 
 
+def _profile(tmp_path: Path, *args: str) -> tuple[Path, str]:
+    """Run ``python -m benchmarks.profile ARGS`` small; the report file and its text."""
+    out = tmp_path / "profile.txt"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", *args, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, out.read_text()
+
+
 @pytest.mark.redis
 @pytest.mark.rabbitmq
 @pytest.mark.slow
 def test_a_small_profile_run_reports_the_consume_thread(
         redis_client, amqp_connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = tmp_path / "profile.txt"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--vehicles", "50",
-                           "--per-vehicle", "20", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    text = out.read_text()
+    out, text = _profile(tmp_path, "--vehicles", "50", "--per-vehicle", "20")
     assert "consume thread, inclusive" in text and "consume loop" in text
     assert "EventHandler.handle_batch (rental_fsm/events/handler.py)" in text
     assert not out.with_suffix(".raw").exists()
@@ -69,11 +73,6 @@ def test_a_small_profile_run_reports_the_consume_thread(
 @pytest.mark.slow
 def test_a_small_latency_profile_finds_the_in_process_consume_thread(
         redis_client, amqp_connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = tmp_path / "latency-profile.txt"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--scenario", "latency",
-                           "--vehicles", "20", "--seconds", "1", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    text = out.read_text()
+    _, text = _profile(tmp_path, "--scenario", "latency", "--vehicles", "20", "--seconds", "1")
     assert "--scenario latency" in text and "p99" in text
     assert "consume loop" in text and "consume thread, self" in text
